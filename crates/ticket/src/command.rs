@@ -1,0 +1,211 @@
+//! What can be asked of a ticket. Platform messages, the merchant's staff, the deadline timer
+//! and the platform's automatic rules all speak through these commands.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, Reason, ReturnMethod,
+    RuleId, ServiceType, Sku, TicketId, Timestamp, Waybill,
+};
+
+/// The facts a ticket is opened with (售后服务单).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicket {
+    pub id: TicketId,
+    pub platform: Platform,
+    /// The platform's own ticket id (JD serviceId, Taobao refund_id, …), kept as text.
+    pub platform_ticket_id: String,
+    pub order_id: OrderId,
+    pub order_line_id: OrderLineId,
+    pub sku: Sku,
+    pub amount_paid: Money,
+    /// What the customer asks back; `None` means the amount paid.
+    #[serde(default)]
+    pub refund_requested: Option<Money>,
+    pub customer_id: CustomerId,
+    pub service_type: ServiceType,
+    pub reason: Reason,
+    /// When the carrier recorded the customer signing for the goods (物流签收时间), if known.
+    #[serde(default)]
+    pub signed_for_at: Option<Timestamp>,
+}
+
+/// How the merchant (or the platform, in a dispute) settles a ticket.
+///
+/// Every consent field is the note of the customer's recorded consent; RULES.md section 4
+/// says when one is required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Disposal {
+    /// 退款 after the goods came back (or are on their way): goods amount plus return shipping.
+    Refund {
+        amount: Money,
+        #[serde(default)]
+        return_shipping: Money,
+        #[serde(default)]
+        customer_consent: Option<Note>,
+    },
+    /// 不退货仅退款: money back, the goods stay with the customer.
+    RefundWithoutReturn {
+        amount: Money,
+        #[serde(default)]
+        customer_consent: Option<Note>,
+    },
+    /// 换新: a replacement; `replacement_sku` other than the ticket's is a colour/size change.
+    Exchange {
+        #[serde(default)]
+        replacement_sku: Option<Sku>,
+        #[serde(default)]
+        customer_consent: Option<Note>,
+    },
+    /// 线下换新 / 线下补发: exchanged outside the platform's flow.
+    OfflineExchange {
+        #[serde(default)]
+        customer_consent: Option<Note>,
+    },
+    /// 不退货补发商品: the item is sent again, nothing comes back.
+    ReissueWithoutReturn {
+        #[serde(default)]
+        customer_consent: Option<Note>,
+    },
+    /// 原返: the goods failed the return conditions and go back unchanged.
+    ReturnAsIs {
+        /// The note of the conversation with the customer (invariant 7).
+        #[serde(default)]
+        conversation: Option<Note>,
+    },
+    /// 维修完成.
+    RepairDone {
+        #[serde(default)]
+        customer_consent: Option<Note>,
+    },
+}
+
+/// What a platform decides by itself when a merchant lets a deadline pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoOutcome {
+    /// The platform approves the request as if the merchant had.
+    Approve,
+    /// The platform refunds the requested amount (goods returned or on their way).
+    Refund,
+    /// The platform refunds the requested amount and the goods stay with the customer.
+    RefundWithoutReturn,
+    /// The request lapses (the customer did not act in time).
+    Lapse,
+}
+
+/// A request to change a ticket. The ticket id is not repeated here: the shell routes a
+/// command to its ticket's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// The customer submits a ticket.
+    Open { ticket: Box<NewTicket> },
+    /// 审核通过.
+    Approve {
+        #[serde(default)]
+        return_method: ReturnMethod,
+    },
+    /// 审核不通过: must say why (invariant 3).
+    Reject {
+        #[serde(default)]
+        reason: Option<Note>,
+    },
+    /// 待客户反馈: the merchant needs something from the customer first.
+    AskCustomer {
+        #[serde(default)]
+        note: Option<Note>,
+    },
+    /// 客户已反馈.
+    CustomerResponded,
+    /// The customer changes a refused request and submits it again.
+    Resubmit,
+    /// The goods are on their way back (customer shipped, or the merchant picked them up).
+    RecordReturnShipment {
+        #[serde(default)]
+        waybill: Option<Waybill>,
+    },
+    /// 商家收货.
+    ConfirmReceipt,
+    /// Settle the ticket.
+    Dispose { disposal: Disposal },
+    /// 客户放弃 / 用户取消: needs the note of the confirmation with the customer (invariant 4).
+    Withdraw {
+        #[serde(default)]
+        confirmation: Option<Note>,
+    },
+    /// 申请介入: the customer or merchant asks the platform to step in.
+    RequestIntervention,
+    /// The platform closes the dispute in the merchant's favour.
+    CloseDispute,
+    /// The timer reports that a deadline passed.
+    ExpireDeadline { deadline: Deadline },
+    /// The platform's automatic decision after a missed deadline.
+    ApplyPlatformOutcome {
+        outcome: AutoOutcome,
+        rule_id: RuleId,
+    },
+    /// An audit note; the only command a closed ticket accepts.
+    Annotate { note: Note },
+}
+
+impl Command {
+    /// A stable snake_case name; dispositions and automatic outcomes are named by their kind
+    /// (`dispose_refund`, `auto_lapse`), as in the transition table.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Open { .. } => "open",
+            Command::Approve { .. } => "approve",
+            Command::Reject { .. } => "reject",
+            Command::AskCustomer { .. } => "ask_customer",
+            Command::CustomerResponded => "customer_responded",
+            Command::Resubmit => "resubmit",
+            Command::RecordReturnShipment { .. } => "record_return_shipment",
+            Command::ConfirmReceipt => "confirm_receipt",
+            Command::Dispose { disposal } => match disposal {
+                Disposal::Refund { .. } => "dispose_refund",
+                Disposal::RefundWithoutReturn { .. } => "dispose_refund_without_return",
+                Disposal::Exchange { .. } => "dispose_exchange",
+                Disposal::OfflineExchange { .. } => "dispose_offline_exchange",
+                Disposal::ReissueWithoutReturn { .. } => "dispose_reissue_without_return",
+                Disposal::ReturnAsIs { .. } => "dispose_return_as_is",
+                Disposal::RepairDone { .. } => "dispose_repair_done",
+            },
+            Command::Withdraw { .. } => "withdraw",
+            Command::RequestIntervention => "request_intervention",
+            Command::CloseDispute => "close_dispute",
+            Command::ExpireDeadline { .. } => "expire_deadline",
+            Command::ApplyPlatformOutcome { outcome, .. } => match outcome {
+                AutoOutcome::Approve => "auto_approve",
+                AutoOutcome::Refund => "auto_refund",
+                AutoOutcome::RefundWithoutReturn => "auto_refund_without_return",
+                AutoOutcome::Lapse => "auto_lapse",
+            },
+            Command::Annotate { .. } => "annotate",
+        }
+    }
+}
+
+/// What the shell knows about the world when it asks for a decision. Passing it in keeps
+/// `decide` free of clocks and lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// When the command happened on the platform (platform time, +08:00).
+    pub at: Timestamp,
+    /// Who issued the command.
+    pub actor: Actor,
+    /// Another ticket that already refunded the same order line, from the shell's
+    /// order-line index (invariant 5 spans tickets, so the aggregate cannot see it alone).
+    pub order_line_refunded_by: Option<TicketId>,
+}
+
+impl Context {
+    pub fn new(at: Timestamp, actor: Actor) -> Self {
+        Self {
+            at,
+            actor,
+            order_line_refunded_by: None,
+        }
+    }
+}
