@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
+    PlatformTicketId,
     Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, Reason, ReturnMethod,
     RuleId, ServiceType, Sku, TicketId, Timestamp, Waybill,
 };
@@ -13,8 +14,7 @@ use crate::domain::{
 pub struct NewTicket {
     pub id: TicketId,
     pub platform: Platform,
-    /// The platform's own ticket id (JD serviceId, Taobao refund_id, …), kept as text.
-    pub platform_ticket_id: String,
+    pub platform_ticket_id: PlatformTicketId,
     pub order_id: OrderId,
     pub order_line_id: OrderLineId,
     pub sku: Sku,

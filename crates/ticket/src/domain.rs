@@ -94,7 +94,19 @@ pub enum Platform {
     Kuaishou,
     Douyin,
     /// A merchant-defined source (its own shop, another marketplace), fed in the generic format.
-    Other(String),
+    Other(PlatformName),
+}
+
+/// The name of a merchant-defined platform: 1 to 32 characters of `a-z 0-9 _`, and not the
+/// name of a known platform. Only [`Platform::from_str`] builds one, so every stored
+/// platform reads back as the same value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlatformName(String);
+
+impl PlatformName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Platform {
@@ -105,7 +117,7 @@ impl Platform {
             Platform::Pdd => "pdd",
             Platform::Kuaishou => "kuaishou",
             Platform::Douyin => "douyin",
-            Platform::Other(name) => name,
+            Platform::Other(name) => name.as_str(),
         }
     }
 }
@@ -128,7 +140,7 @@ impl FromStr for Platform {
                 if !ok {
                     return Err(InvalidValue::Platform(other.chars().take(64).collect()));
                 }
-                Platform::Other(other.to_owned())
+                Platform::Other(PlatformName(other.to_owned()))
             }
         })
     }
@@ -243,6 +255,26 @@ pub enum Reason {
     Other,
 }
 
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SevenDayNoReason => "seven_day_no_reason",
+            Reason::QualityProblem => "quality_problem",
+            Reason::NotAsDescribed => "not_as_described",
+            Reason::WrongOrMissingItem => "wrong_or_missing_item",
+            Reason::DamagedInTransit => "damaged_in_transit",
+            Reason::CancelBeforeShipment => "cancel_before_shipment",
+            Reason::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An amount of money in fen (cents of a yuan). Never a float: platform ids and amounts are
 /// exact, and a refund must add up to the fen.
 #[derive(
@@ -341,6 +373,12 @@ identifier!(
     /// The platform's order id (kept as text: platform ids exceed 2^53).
     OrderId,
     "order id"
+);
+identifier!(
+    /// The platform's own id of the ticket (JD serviceId, Taobao refund_id, Douyin
+    /// aftersale_id, …), kept as text: platform ids exceed 2^53.
+    PlatformTicketId,
+    "platform ticket id"
 );
 identifier!(
     /// The order line (sub-order) the ticket is about; one ticket per purchased item.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
+    PlatformTicketId,
     Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, Reason, ReturnMethod,
     RuleId, ServiceType, Sku, TicketId, Timestamp, Waybill,
 };
@@ -13,7 +14,7 @@ use crate::domain::{
 pub struct Opened {
     pub id: TicketId,
     pub platform: Platform,
-    pub platform_ticket_id: String,
+    pub platform_ticket_id: PlatformTicketId,
     pub order_id: OrderId,
     pub order_line_id: OrderLineId,
     pub sku: Sku,

@@ -13,7 +13,7 @@
 //! let open = Command::Open { ticket: Box::new(NewTicket {
 //!     id: TicketId::parse("jd:1001").unwrap(),
 //!     platform: Platform::Jd,
-//!     platform_ticket_id: "1001".into(),
+//!     platform_ticket_id: PlatformTicketId::parse("1001").unwrap(),
 //!     order_id: OrderId::parse("O-1").unwrap(),
 //!     order_line_id: OrderLineId::parse("O-1-1").unwrap(),
 //!     sku: Sku::parse("SKU-RED-M").unwrap(),
@@ -46,7 +46,7 @@ pub use command::{AutoOutcome, Command, Context, Disposal, NewTicket};
 pub use decide::{decide, seven_day_window_closes_at, Rejection};
 pub use domain::{
     china_offset, Actor, CustomerId, Deadline, DeadlineKind, InvalidValue, Money, Note, OrderId,
-    OrderLineId, Outcome, Platform, Reason, ReturnMethod, RuleId, ServiceType, Sku, TicketId,
+    OrderLineId, Outcome, Platform, PlatformName, PlatformTicketId, Reason, ReturnMethod, RuleId, ServiceType, Sku, TicketId,
     Timestamp, Waybill,
 };
 pub use event::{Event, ExchangeMethod, Opened};

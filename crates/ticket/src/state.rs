@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
+    PlatformTicketId,
     CustomerId, Money, OrderId, OrderLineId, Platform, Reason, ReturnMethod, ServiceType, Sku,
     TicketId, Timestamp,
 };
@@ -120,7 +121,7 @@ pub enum Settlement {
 pub struct TicketData {
     pub id: TicketId,
     pub platform: Platform,
-    pub platform_ticket_id: String,
+    pub platform_ticket_id: PlatformTicketId,
     pub order_id: OrderId,
     pub order_line_id: OrderLineId,
     pub sku: Sku,

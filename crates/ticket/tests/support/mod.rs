@@ -18,7 +18,7 @@ pub fn new_ticket(service_type: ServiceType) -> NewTicket {
     NewTicket {
         id: TicketId::parse("jd:100200300400500600").unwrap(),
         platform: Platform::Jd,
-        platform_ticket_id: "100200300400500600".into(),
+        platform_ticket_id: PlatformTicketId::parse("100200300400500600").unwrap(),
         order_id: OrderId::parse("300100200300").unwrap(),
         order_line_id: OrderLineId::parse("300100200300-1").unwrap(),
         sku: Sku::parse("100012345678").unwrap(),
