@@ -7,8 +7,8 @@
 
 use aftersales_ticket::{
     Actor, CustomerId, Deadline, DeadlineKind, Event, ExchangeMethod, InvalidValue, Money, Note,
-    Opened, OrderId, OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod, RuleId, ServiceType, Sku,
-    TicketId, Timestamp, Waybill,
+    Opened, OrderId, OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod, RuleId,
+    RulePackId, ServiceType, Sku, TicketId, Timestamp, Waybill,
 };
 use chrono::{DateTime, FixedOffset, Utc};
 use uuid::Uuid;
@@ -76,6 +76,8 @@ fn body_to_pb(event: &Event) -> Body {
             reason: reason_to_pb(o.reason) as i32,
             signed_for_at: o.signed_for_at.as_ref().map(instant_to_pb),
             opened_at: Some(instant_to_pb(&o.opened_at)),
+            order_shipped: o.order_shipped,
+            rule_pack: o.rule_pack.as_ref().map(|p| p.as_str().to_owned()),
         }),
         Event::Approved {
             return_method,
@@ -490,6 +492,11 @@ fn body_from_pb(body: Body) -> Result<Event, SchemaError> {
             reason: reason("opened.reason", o.reason)?,
             signed_for_at: optional_instant("opened.signed_for_at", o.signed_for_at)?,
             opened_at: instant_from_pb("opened.opened_at", o.opened_at)?,
+            order_shipped: o.order_shipped,
+            rule_pack: o
+                .rule_pack
+                .map(|p| parse("opened.rule_pack", &p, RulePackId::parse))
+                .transpose()?,
         })),
         Body::Approved(a) => Event::Approved {
             return_method: return_method("approved.return_method", a.return_method)?,

@@ -9,8 +9,8 @@ use aftersales_schema::{
 };
 use aftersales_ticket::{
     Actor, CustomerId, Deadline, DeadlineKind, Event, ExchangeMethod, Money, Note, Opened, OrderId,
-    OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod, RuleId, ServiceType, Sku, TicketId, Timestamp,
-    Waybill,
+    OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod, RuleId, RulePackId, ServiceType,
+    Sku, TicketId, Timestamp, Waybill,
 };
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use proptest::prelude::*;
@@ -162,12 +162,17 @@ fn opened() -> impl Strategy<Value = Opened> {
             prop::option::of(china_timestamp()),
             timestamp(),
         ),
+        (
+            prop::option::of(any::<bool>()),
+            prop::option::of("[a-z_]{1,8}@20[0-9]{2}".prop_map(|s| RulePackId::parse(&s).unwrap())),
+        ),
     )
         .prop_map(
             |(
                 (id, platform, platform_ticket_id, order_id, order_line_id),
                 (sku, amount_paid, refund_requested, customer_id),
                 (service_type, reason, signed_for_at, opened_at),
+                (order_shipped, rule_pack),
             )| Opened {
                 id,
                 platform,
@@ -182,6 +187,8 @@ fn opened() -> impl Strategy<Value = Opened> {
                 reason,
                 signed_for_at,
                 opened_at,
+                order_shipped,
+                rule_pack,
             },
         )
 }

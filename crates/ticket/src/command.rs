@@ -4,9 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    PlatformTicketId,
-    Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, Reason, ReturnMethod,
-    RuleId, ServiceType, Sku, TicketId, Timestamp, Waybill,
+    Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, PlatformTicketId,
+    Reason, ReturnMethod, RuleId, RulePackId, ServiceType, Sku, TicketId, Timestamp, Waybill,
 };
 
 /// The facts a ticket is opened with (售后服务单).
@@ -28,6 +27,10 @@ pub struct NewTicket {
     /// When the carrier recorded the customer signing for the goods (物流签收时间), if known.
     #[serde(default)]
     pub signed_for_at: Option<Timestamp>,
+    /// Whether the order had shipped when the ticket was opened, if the platform says
+    /// (pre-shipment requests run other clocks).
+    #[serde(default)]
+    pub order_shipped: Option<bool>,
 }
 
 /// How the merchant (or the platform, in a dispute) settles a ticket.
@@ -139,8 +142,13 @@ pub enum Command {
     RequestIntervention,
     /// The platform closes the dispute in the merchant's favour.
     CloseDispute,
-    /// The timer reports that a deadline passed.
-    ExpireDeadline { deadline: Deadline },
+    /// The timer reports that a deadline passed, with the platform's automatic outcome if
+    /// its rule has one: both are decided together, so they are stored together or not at all.
+    ExpireDeadline {
+        deadline: Deadline,
+        #[serde(default)]
+        outcome: Option<AutoOutcome>,
+    },
     /// The platform's automatic decision after a missed deadline.
     ApplyPlatformOutcome {
         outcome: AutoOutcome,
@@ -198,6 +206,8 @@ pub struct Context {
     /// Another ticket that already refunded the same order line, from the shell's
     /// order-line index (invariant 5 spans tickets, so the aggregate cannot see it alone).
     pub order_line_refunded_by: Option<TicketId>,
+    /// The rule pack a ticket opened now falls under (the shell picks it per platform).
+    pub rule_pack: Option<RulePackId>,
 }
 
 impl Context {
@@ -206,6 +216,7 @@ impl Context {
             at,
             actor,
             order_line_refunded_by: None,
+            rule_pack: None,
         }
     }
 }

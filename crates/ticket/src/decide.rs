@@ -229,14 +229,19 @@ pub fn decide(ticket: &Ticket, command: Command, ctx: &Context) -> Result<Vec<Ev
             allow(&[InDispute])?;
             Ok(vec![Event::DisputeClosed])
         }
-        Command::ExpireDeadline { deadline } => {
+        Command::ExpireDeadline { deadline, outcome } => {
             if !deadline.kind.runs_in(t.state) {
                 return Err(Rejection::DeadlineNotRunning {
                     kind: deadline.kind,
                     state: t.state,
                 });
             }
-            Ok(vec![Event::DeadlineExpired { deadline }])
+            let rule_id = deadline.rule_id.clone();
+            let mut events = vec![Event::DeadlineExpired { deadline }];
+            if let Some(outcome) = outcome {
+                events.extend(auto_outcome(t, outcome, rule_id, &allow)?);
+            }
+            Ok(events)
         }
         Command::ApplyPlatformOutcome { outcome, rule_id } => {
             auto_outcome(t, outcome, rule_id, &allow)
@@ -284,6 +289,8 @@ fn open(new: NewTicket, ctx: &Context) -> Result<Vec<Event>, Rejection> {
         reason: new.reason,
         signed_for_at: new.signed_for_at,
         opened_at: ctx.at,
+        order_shipped: new.order_shipped,
+        rule_pack: ctx.rule_pack.clone(),
     }))])
 }
 

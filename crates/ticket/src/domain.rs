@@ -25,6 +25,8 @@ pub enum InvalidValue {
     Identifier { what: &'static str },
     #[error("a note must have 1 to 4000 characters of text besides white space")]
     Note,
+    #[error("a rule pack id is name@version, like jd@2024 (got {0:?})")]
+    RulePackId(String),
     #[error("an amount must be yuan with at most two decimals, like 12.30 (got {0:?})")]
     Money(String),
 }
@@ -405,6 +407,54 @@ identifier!(
     Waybill,
     "waybill"
 );
+
+/// A rule pack's versioned id, `name@version` (`jd@2024`): a rule's meaning never changes
+/// under one id; a changed rule set gets a new version. A ticket records the pack it was
+/// opened under and keeps it for life.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RulePackId(String);
+
+impl RulePackId {
+    pub fn parse(s: &str) -> Result<RulePackId, InvalidValue> {
+        let part_ok = |part: &str, extra: &[u8]| {
+            !part.is_empty()
+                && part.len() <= 32
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || extra.contains(&b))
+        };
+        match s.split_once('@') {
+            Some((name, version)) if part_ok(name, b"_") && part_ok(version, b"._-") => {
+                Ok(RulePackId(s.to_owned()))
+            }
+            _ => Err(InvalidValue::RulePackId(s.chars().take(64).collect())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RulePackId {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        RulePackId::parse(&s)
+    }
+}
+
+impl From<RulePackId> for String {
+    fn from(id: RulePackId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for RulePackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A written record: a reason, a note of consent, a note of a conversation.
 ///

@@ -4,9 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    PlatformTicketId,
-    Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, Reason, ReturnMethod,
-    RuleId, ServiceType, Sku, TicketId, Timestamp, Waybill,
+    Actor, CustomerId, Deadline, Money, Note, OrderId, OrderLineId, Platform, PlatformTicketId,
+    Reason, ReturnMethod, RuleId, RulePackId, ServiceType, Sku, TicketId, Timestamp, Waybill,
 };
 
 /// The ticket as the customer opened it.
@@ -27,6 +26,14 @@ pub struct Opened {
     pub signed_for_at: Option<Timestamp>,
     /// When the customer submitted the ticket: review deadlines count from here.
     pub opened_at: Timestamp,
+    /// Whether the order had shipped at opening; `None`: the platform did not say (and
+    /// events written before the field existed).
+    #[serde(default)]
+    pub order_shipped: Option<bool>,
+    /// The rule pack the ticket's deadlines follow for life; `None`: not recorded (events
+    /// written before the field existed), so the platform's current pack applies.
+    #[serde(default)]
+    pub rule_pack: Option<RulePackId>,
 }
 
 /// How an exchange was carried out.

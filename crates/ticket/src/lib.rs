@@ -23,6 +23,7 @@
 //!     service_type: ServiceType::ReturnRefund,
 //!     reason: Reason::QualityProblem,
 //!     signed_for_at: None,
+//!     order_shipped: None,
 //! })};
 //! let events = decide(&Ticket::default(), open, &ctx).unwrap();
 //! let ticket = Ticket::replay(&events);
@@ -46,8 +47,8 @@ pub use command::{AutoOutcome, Command, Context, Disposal, NewTicket};
 pub use decide::{decide, seven_day_window_closes_at, Rejection};
 pub use domain::{
     china_offset, Actor, CustomerId, Deadline, DeadlineKind, InvalidValue, Money, Note, OrderId,
-    OrderLineId, Outcome, Platform, PlatformName, PlatformTicketId, Reason, ReturnMethod, RuleId, ServiceType, Sku, TicketId,
-    Timestamp, Waybill,
+    OrderLineId, Outcome, Platform, PlatformName, PlatformTicketId, Reason, ReturnMethod, RuleId,
+    RulePackId, ServiceType, Sku, TicketId, Timestamp, Waybill,
 };
 pub use event::{Event, ExchangeMethod, Opened};
 pub use state::{evolve, Settlement, State, Ticket, TicketData};

@@ -5,9 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    PlatformTicketId,
-    CustomerId, Money, OrderId, OrderLineId, Platform, Reason, ReturnMethod, ServiceType, Sku,
-    TicketId, Timestamp,
+    CustomerId, Money, OrderId, OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod,
+    RulePackId, ServiceType, Sku, TicketId, Timestamp,
 };
 use crate::event::{Event, ExchangeMethod};
 
@@ -132,6 +131,8 @@ pub struct TicketData {
     pub reason: Reason,
     pub signed_for_at: Option<Timestamp>,
     pub opened_at: Timestamp,
+    pub order_shipped: Option<bool>,
+    pub rule_pack: Option<RulePackId>,
     pub state: State,
     /// Set on approval.
     pub return_method: Option<ReturnMethod>,
@@ -196,6 +197,8 @@ pub fn evolve(ticket: Ticket, event: &Event) -> Ticket {
                 reason: o.reason,
                 signed_for_at: o.signed_for_at,
                 opened_at: o.opened_at,
+                order_shipped: o.order_shipped,
+                rule_pack: o.rule_pack.clone(),
                 state: State::PendingReview,
                 return_method: None,
                 shipped_back: false,

@@ -334,6 +334,7 @@ fn a_stale_expiry_is_refused() {
             due_at: at("2026-11-22T10:00:00+08:00"),
             rule_id: rule(),
         },
+        outcome: None,
     };
     assert_eq!(
         decide_on(&awaiting, review),
@@ -358,4 +359,60 @@ fn a_refund_request_above_the_amount_paid_is_refused_at_opening() {
         ),
         Err(Rejection::RefundRequestExceedsPaid { .. })
     ));
+}
+
+fn expire(kind: DeadlineKind, outcome: Option<AutoOutcome>) -> Command {
+    Command::ExpireDeadline {
+        deadline: Deadline {
+            kind,
+            due_at: at("2026-11-21T10:00:00+08:00"),
+            rule_id: rule(),
+        },
+        outcome,
+    }
+}
+
+#[test]
+fn an_expiry_and_its_automatic_outcome_are_one_decision() {
+    let (pending, _) = walk(ServiceType::RefundOnly, &["open"]);
+    let events = decide_on(
+        &pending,
+        expire(
+            DeadlineKind::RefundOnlyAutoApprove,
+            Some(AutoOutcome::Approve),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&events),
+        ["deadline_expired", "approved", "refunded_without_return"]
+    );
+    let Event::Approved { by, rule_id, .. } = &events[1] else {
+        panic!()
+    };
+    assert_eq!((*by, rule_id.as_ref()), (Actor::Platform, Some(&rule())));
+    assert_eq!(
+        events.iter().fold(pending, evolve).state(),
+        Some(State::Completed)
+    );
+
+    // An outcome the rules refuse takes the expiry down with it: nothing is half-stored.
+    let (exchange, _) = walk(
+        ServiceType::Exchange,
+        &["open", "approve", "record_return_shipment"],
+    );
+    assert!(matches!(
+        decide_on(
+            &exchange,
+            expire(
+                DeadlineKind::MerchantConfirmRefund,
+                Some(AutoOutcome::Refund)
+            )
+        ),
+        Err(Rejection::DisposalDiffersWithoutConsent { .. })
+    ));
+    assert_eq!(
+        names(&decide_on(&exchange, expire(DeadlineKind::MerchantConfirmRefund, None)).unwrap()),
+        ["deadline_expired"]
+    );
 }

@@ -34,9 +34,11 @@ fn command() -> impl Strategy<Value = Command> {
                 Command::Withdraw { .. } => Command::Withdraw {
                     confirmation: consent,
                 },
-                Command::ExpireDeadline { mut deadline } => {
+                Command::ExpireDeadline { mut deadline, .. } => {
                     deadline.kind = kind;
-                    Command::ExpireDeadline { deadline }
+                    // Sometimes with an automatic outcome, so it is held to the same rules.
+                    let outcome = with_note.then_some(AutoOutcome::Lapse);
+                    Command::ExpireDeadline { deadline, outcome }
                 }
                 Command::Dispose { disposal } => Command::Dispose {
                     disposal: match disposal {

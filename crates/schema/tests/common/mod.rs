@@ -6,8 +6,8 @@
 use aftersales_schema::EventEnvelope;
 use aftersales_ticket::{
     Actor, CustomerId, Deadline, DeadlineKind, Event, ExchangeMethod, Money, Note, Opened, OrderId,
-    OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod, RuleId, ServiceType, Sku, TicketId, Timestamp,
-    Waybill,
+    OrderLineId, Platform, PlatformTicketId, Reason, ReturnMethod, RuleId, ServiceType, Sku,
+    TicketId, Timestamp, Waybill,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -44,6 +44,9 @@ fn opened(n: u32, platform: Platform, service_type: ServiceType, reason: Reason)
         reason,
         signed_for_at: (n % 2 == 0).then(|| at("2026-11-18T14:03:00+08:00")),
         opened_at: at("2026-11-20T20:00:00+08:00"),
+        // Fields added after v1 was frozen: v1 wrote none of them.
+        order_shipped: None,
+        rule_pack: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub fn new_ticket(service_type: ServiceType) -> NewTicket {
         service_type,
         reason: Reason::QualityProblem,
         signed_for_at: None,
+        order_shipped: Some(true),
     }
 }
 
@@ -113,6 +114,7 @@ pub fn canonical(name: &str, service_type: ServiceType) -> Command {
                 due_at: at("2026-11-20T13:00:00+08:00"),
                 rule_id: rule(),
             },
+            outcome: None,
         },
         "auto_approve" => auto(AutoOutcome::Approve),
         "auto_refund" => auto(AutoOutcome::Refund),
