@@ -1,0 +1,51 @@
+//! The aftersales event store: every fact about a ticket is an event appended to that
+//! ticket's stream and to one global log, kept in sled.
+//!
+//! The store is domain-agnostic: it keeps opaque payload bytes with an id, a type, a
+//! stream version, a global position, a `recorded_at` instant from an injected clock and
+//! a hash chain. It offers optimistic concurrency, idempotent appends, stream/global/
+//! as-of reads, subscriptions and verification.
+//!
+//! What it must never do:
+//! - acknowledge an append before it is on disk (`append` returns after the group flush);
+//! - keep part of an append: an append beyond the commit marker after a crash was never
+//!   acknowledged and is removed whole on the next open;
+//! - store an event id twice, or rewrite or delete an acknowledged record;
+//! - hand out an event a crash could take back (reads stop at the durable head);
+//! - panic on bad data read from disk (it is a typed [`StoreError`]).
+//!
+//! Numbering: global positions start at 1 and are gapless; stream versions start at 1
+//! and are gapless per stream; 0 means "nothing yet" for both. `recorded_at` is
+//! `max(clock.now(), previous recorded_at)`, so it never decreases along the log even if
+//! the clock jumps back; as-of queries rely on that.
+//!
+//! Module map: [`types`] (vocabulary), [`error`], `keys` (key layout), `record` (binary
+//! encoding), `writer` (append path), `flusher` (group commit, crash repair), `ack`
+//! (waking appenders), `reads`, [`subscription`], [`verify`], [`bench`](mod@bench).
+
+mod ack;
+pub mod bench;
+pub mod error;
+mod flusher;
+mod keys;
+mod reads;
+mod record;
+mod store;
+pub mod subscription;
+pub mod types;
+pub mod verify;
+mod writer;
+
+pub use error::StoreError;
+pub use keys::FORMAT_VERSION;
+pub use reads::AllEvents;
+pub use store::{Store, StoreConfig, DEFAULT_CACHE_CAPACITY};
+pub use subscription::Subscription;
+pub use types::{
+    AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+    Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_ID_BYTES,
+};
+pub use verify::{ProblemKind, VerifyProblem, VerifyReport};
+
+/// Re-exported so callers can build a [`StoreConfig`] without another dependency line.
+pub use aftersales_clock::{Clock, ManualClock, SystemClock};

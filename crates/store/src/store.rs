@@ -1,0 +1,554 @@
+//! Opening, closing and the shared state behind a [`Store`].
+
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::ack::Acks;
+use crate::error::StoreError;
+use crate::flusher::{self, PendingState};
+use crate::keys;
+use crate::record::{self, GENESIS_HASH};
+use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, StreamId};
+use crate::writer::{self, Queue};
+use aftersales_clock::{Clock, SystemClock};
+use chrono::{DateTime, Utc};
+
+/// Default size of sled's page cache. sled's own default is 1 GiB, and its resident
+/// memory grows well beyond the setting, so the store always sets it explicitly.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// sled page-cache size in bytes (default [`DEFAULT_CACHE_CAPACITY`]).
+    pub cache_capacity: u64,
+    /// Stamps `recorded_at` on every record.
+    pub clock: Arc<dyn Clock>,
+    /// After sled's `flush()`, also `fdatasync` sled's data file before acknowledging
+    /// (default true). On Linux sled 0.34.7 flushes with `sync_file_range`, which
+    /// survives a process crash but neither commits file-size metadata nor empties the
+    /// drive's write cache, so without this an acknowledged append can be lost on power
+    /// loss. Turn it off only where that trade is acceptable (tests, benchmarks of sled).
+    pub fsync_after_flush: bool,
+}
+
+impl StoreConfig {
+    /// Defaults with the given clock.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            clock,
+            fsync_after_flush: true,
+        }
+    }
+
+    /// Sets the page-cache size in bytes.
+    pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::fsync_after_flush`].
+    pub fn with_fsync_after_flush(mut self, on: bool) -> Self {
+        self.fsync_after_flush = on;
+        self
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("cache_capacity", &self.cache_capacity)
+            .field("fsync_after_flush", &self.fsync_after_flush)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is known to be on disk; guarded by `Inner::durable`.
+pub(crate) struct DurableState {
+    /// Highest acknowledged (flushed) position.
+    pub head: Position,
+    /// Hash of the record at `head`.
+    pub head_hash: [u8; 32],
+    /// Set when a write or flush failed; nothing after `head` will ever be acknowledged.
+    pub failure: Option<String>,
+    /// Set once the flusher thread has exited (after `close` or a failure).
+    pub stopped: bool,
+    /// Appenders waiting for the flush that covers their events.
+    pub acks: Acks,
+}
+
+/// State shared by the store handle, the flusher thread and subscriptions.
+pub(crate) struct Inner {
+    pub db: sled::Db,
+    pub path: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    /// sled's data file, kept open to `fdatasync` it (see `fsync_after_flush`).
+    pub data_file: Option<File>,
+    /// Appends waiting for the writer thread.
+    pub queue: Mutex<Queue>,
+    /// Wakes the writer thread.
+    pub queue_cv: Condvar,
+    /// What is written and waiting for the flusher.
+    pub pending: Mutex<PendingState>,
+    /// Wakes the flusher when something was written or the store is closing.
+    pub pending_cv: Condvar,
+    pub durable: Mutex<DurableState>,
+    /// Notified after every flush, failure or stop: subscribers wait here.
+    pub durable_cv: Condvar,
+    /// Mirror of `durable.head` so readers need no lock.
+    pub durable_head: AtomicU64,
+}
+
+impl Inner {
+    /// Highest acknowledged position; every read is bounded by it.
+    pub fn head(&self) -> Position {
+        self.durable_head.load(Ordering::Acquire)
+    }
+
+    pub fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // Requests are pushed and drained whole; a panic elsewhere cannot tear the queue.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lock_pending(&self) -> MutexGuard<'_, PendingState> {
+        // Plain values updated in one step; a panic elsewhere cannot tear them.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lock_durable(&self) -> MutexGuard<'_, DurableState> {
+        // The guarded fields are plain values updated in one step, so a panic elsewhere
+        // cannot leave them half-written; keep going.
+        self.durable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An event store in one directory. Share it between threads with `Arc<Store>`; all
+/// methods block (call them from `spawn_blocking` in async code).
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+    /// Writer and flusher threads, joined by `close`.
+    threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("head", &self.inner.head())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name sled gives the tree every database has.
+const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+
+impl Store {
+    /// Opens (or creates) the store in directory `path`.
+    ///
+    /// Fails with a typed error, never a panic, if the directory holds a database that is
+    /// not ours, one written by a newer format, or a corrupt head record.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        refuse_foreign_directory(&path)?;
+        repair_interrupted_sled_conf(&path)?;
+        let db = open_sled(&path, config.cache_capacity)?;
+        check_format(&db, &path)?;
+        let (committed, discarded) = flusher::repair_uncommitted_tail(&db)?;
+        if discarded > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                discarded,
+                "removed events written but never acknowledged before a crash"
+            );
+        }
+        let (head, head_hash, last_recorded_at) = load_head(&db, committed)?;
+        let data_file = if config.fsync_after_flush {
+            let file_path = path.join("db");
+            Some(File::open(&file_path).map_err(|source| StoreError::Io {
+                action: "open sled's data file",
+                path: file_path,
+                source,
+            })?)
+        } else {
+            None
+        };
+        let inner = Arc::new(Inner {
+            db,
+            path,
+            clock: config.clock,
+            data_file,
+            queue: Mutex::new(Queue::default()),
+            queue_cv: Condvar::new(),
+            pending: Mutex::new(PendingState {
+                written: head,
+                written_hash: head_hash,
+                closing: false,
+                more_queued: false,
+            }),
+            pending_cv: Condvar::new(),
+            durable: Mutex::new(DurableState {
+                head,
+                head_hash,
+                failure: None,
+                stopped: false,
+                acks: Acks::default(),
+            }),
+            durable_cv: Condvar::new(),
+            durable_head: AtomicU64::new(head),
+        });
+        let flusher = flusher::spawn(Arc::clone(&inner), head)?;
+        let writer = match writer::spawn(Arc::clone(&inner), head, head_hash, last_recorded_at) {
+            Ok(w) => w,
+            Err(e) => {
+                // Let the flusher exit so the database closes.
+                inner.lock_pending().closing = true;
+                inner.pending_cv.notify_all();
+                let _ = flusher.join();
+                return Err(e);
+            }
+        };
+        tracing::debug!(path = %inner.path.display(), head, "event store opened");
+        Ok(Store {
+            inner,
+            threads: Mutex::new(Some((writer, flusher))),
+        })
+    }
+
+    /// Appends `events` to `stream` if its version matches `expected`, atomically (all
+    /// or none), and returns once they are on disk.
+    ///
+    /// Idempotency: if every id is already stored in `stream`, nothing is written and
+    /// the original positions come back with `deduplicated = true` (no version check: it
+    /// is a redelivery). If only some ids are stored the append fails with
+    /// [`StoreError::PartialDuplicate`]; an id stored in another stream fails with
+    /// [`StoreError::IdInOtherStream`].
+    ///
+    /// The calling thread sleeps with `std::thread::park` until its flush is done.
+    pub fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        writer::append(&self.inner, stream, expected, events)
+    }
+
+    /// The directory of this store.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Highest acknowledged position (0 when empty).
+    pub fn head_position(&self) -> Position {
+        self.inner.head()
+    }
+
+    /// Hash of the record at [`Store::head_position`] (zeros when empty).
+    pub fn head_hash(&self) -> [u8; 32] {
+        self.inner.lock_durable().head_hash
+    }
+
+    /// Stops the flusher after a final flush. Appends already accepted are
+    /// acknowledged; later ones fail with [`StoreError::Closed`]. Subscriptions deliver
+    /// what is on disk and then end. Calling it twice is harmless.
+    pub fn close(&self) -> Result<(), StoreError> {
+        writer::request_close(&self.inner);
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((writer, flusher)) = threads {
+            // The writer finishes the queued appends, then the flusher flushes them.
+            let writer_ok = writer.join().is_ok();
+            let flusher_ok = flusher.join().is_ok();
+            if !(writer_ok && flusher_ok) {
+                return Err(StoreError::Poisoned {
+                    reason: "a background thread of the store panicked".to_string(),
+                });
+            }
+        }
+        // Every acknowledged append was flushed by the flusher; this flush covers sled's
+        // own housekeeping writes.
+        self.inner
+            .db
+            .flush()
+            .map_err(StoreError::storage("flush on close"))?;
+        match &self.inner.lock_durable().failure {
+            Some(reason) => Err(StoreError::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the event store failed");
+        }
+    }
+}
+
+/// A directory with files but without sled's `db` file is someone else's: sled would
+/// happily create its files among them.
+fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                action: "read directory",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut foreign = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name == "db" {
+            return Ok(());
+        }
+        // sled creates `blobs/` and `conf` before `db`: a kill in between (seen in the
+        // crash test) leaves only those, and that directory must still open.
+        let sled_own =
+            name == "conf" || name == "blobs" || name.to_string_lossy().starts_with("snap.");
+        foreign |= !sled_own;
+    }
+    if foreign {
+        return Err(StoreError::ForeignDatabase {
+            path: path.to_path_buf(),
+            reason: "the directory holds other files and no sled database".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// What sled 0.34.7 writes to `conf` for the settings this crate always uses (default
+/// segment size, no compression), before its CRC.
+const SLED_CONF_BODY: &[u8] = b"segment_size: 524288\nuse_compression: false\nversion: 0.34\n";
+
+/// sled writes `conf` only when it creates a database, in two writes: the settings, then
+/// a CRC. If the process dies in between, sled reads the last four bytes of the settings
+/// as the CRC and refuses to open the database ever again (`Corruption`), so a kill
+/// during the very first open would brick the store (found by the crash test). A `conf`
+/// that is an unfinished prefix of the settings is removed, and sled writes it again.
+fn repair_interrupted_sled_conf(path: &Path) -> Result<(), StoreError> {
+    let conf = path.join("conf");
+    let bytes = match std::fs::read(&conf) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                action: "read sled's conf file",
+                path: conf,
+                source,
+            })
+        }
+    };
+    // sled itself treats 8 bytes or fewer as "no conf".
+    if bytes.len() > 8 && SLED_CONF_BODY.starts_with(&bytes) {
+        tracing::warn!(path = %conf.display(), "removing sled conf file cut short by a crash");
+        std::fs::remove_file(&conf).map_err(|source| StoreError::Io {
+            action: "remove the incomplete conf file",
+            path: conf,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn open_sled(path: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+    match open_sled_once(path, cache_capacity) {
+        // sled lists every `snap.*` file as a snapshot candidate, including the
+        // `snap.<lsn>.generating` file it writes before renaming it into place, and reads
+        // the one with the highest name. A process killed while writing a snapshot (sled
+        // writes one during recovery in every open) leaves a partial `.generating`
+        // file that sorts last, and every later open fails with `Corruption` (found by
+        // the crash test). The file is a half-written cache of the log, never the only
+        // copy of anything: remove it and open again from the previous snapshot and the
+        // log. Only done after sled refused to open, i.e. while nobody else has it open.
+        Err(StoreError::Storage {
+            source: sled::Error::Corruption { .. },
+            ..
+        }) if remove_interrupted_snapshots(path)? > 0 => open_sled_once(path, cache_capacity),
+        other => other,
+    }
+}
+
+/// Deletes `snap.*.generating` files; returns how many.
+fn remove_interrupted_snapshots(path: &Path) -> Result<usize, StoreError> {
+    let io_error = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut removed = 0;
+    for entry in std::fs::read_dir(path).map_err(io_error("read directory", path))? {
+        let entry = entry.map_err(io_error("read directory", path))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing sled snapshot cut short by a crash");
+            std::fs::remove_file(entry.path())
+                .map_err(io_error("remove the incomplete snapshot", &entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn open_sled_once(path: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_capacity)
+        // sled's background thread only writes buffers, cleans segments and fsyncs every
+        // 500 ms; acknowledgement never relies on it (the flusher thread flushes).
+        .flush_every_ms(Some(500));
+    // sled 0.34 panics instead of erroring on some damaged files; a damaged store must
+    // be a typed error for the caller, not a crashed service.
+    let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+            Err(StoreError::AlreadyInUse {
+                path: path.to_path_buf(),
+            })
+        }
+        Ok(Err(source)) => Err(StoreError::Storage {
+            action: "open the database",
+            source,
+        }),
+        Err(panic) => Err(StoreError::StoragePanicked {
+            action: "open the database",
+            path: path.to_path_buf(),
+            message: panic_message(&panic),
+        }),
+    }
+}
+
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Accepts our own format, initialises an empty database, refuses anything else.
+fn check_format(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+    let foreign = |reason: String| StoreError::ForeignDatabase {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let extra: Vec<String> = db
+        .tree_names()
+        .into_iter()
+        .filter(|name| name.as_ref() != SLED_DEFAULT_TREE)
+        .map(|name| String::from_utf8_lossy(&name).into_owned())
+        .collect();
+    if !extra.is_empty() {
+        return Err(foreign(format!(
+            "it has trees we never create: {}",
+            extra.join(", ")
+        )));
+    }
+    match db
+        .get(keys::FORMAT_KEY)
+        .map_err(StoreError::storage("read the format marker"))?
+    {
+        Some(value) => {
+            let found = keys::parse_format_value(&value).map_err(foreign)?;
+            if found > keys::FORMAT_VERSION {
+                return Err(StoreError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: keys::FORMAT_VERSION,
+                });
+            }
+            if found == 0 {
+                return Err(foreign("its format marker has version 0".to_string()));
+            }
+            Ok(())
+        }
+        None => {
+            if db
+                .first()
+                .map_err(StoreError::storage("read the first key"))?
+                .is_some()
+            {
+                return Err(foreign(
+                    "it holds data but no aftersales-store format marker".to_string(),
+                ));
+            }
+            db.insert(keys::FORMAT_KEY, keys::format_value())
+                .map_err(StoreError::storage("write the format marker"))?;
+            db.flush()
+                .map_err(StoreError::storage("flush the format marker"))?;
+            Ok(())
+        }
+    }
+}
+
+/// Reads the last record: head position, chain hash and the recorded-at floor. After the
+/// repair it must be the record the commit marker names.
+fn load_head(
+    db: &sled::Db,
+    committed: Position,
+) -> Result<(Position, [u8; 32], DateTime<Utc>), StoreError> {
+    let last = db
+        .range(keys::log_key(0)..=keys::log_key(u64::MAX))
+        .next_back()
+        .transpose()
+        .map_err(StoreError::storage("read the last record"))?;
+    let Some((key, value)) = last else {
+        if committed > 0 {
+            return Err(StoreError::CorruptRecord {
+                position: committed,
+                reason: "the log is empty although this position was acknowledged".to_string(),
+            });
+        }
+        return Ok((0, GENESIS_HASH, DateTime::<Utc>::MIN_UTC));
+    };
+    let position = keys::parse_log_key(&key).unwrap_or(0);
+    if position != committed {
+        return Err(StoreError::CorruptRecord {
+            position: committed,
+            reason: format!(
+                "the log ends at position {position} although {committed} was acknowledged"
+            ),
+        });
+    }
+    let decoded = record::decode(&value).map_err(|e| StoreError::CorruptRecord {
+        position,
+        reason: e.to_string(),
+    })?;
+    if decoded.event.position != position {
+        return Err(StoreError::CorruptRecord {
+            position,
+            reason: format!(
+                "the record stored under position {position} says it is position {}",
+                decoded.event.position
+            ),
+        });
+    }
+    Ok((position, decoded.event.hash, decoded.event.recorded_at))
+}

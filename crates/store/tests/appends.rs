@@ -1,0 +1,367 @@
+//! Appending: versions, conflicts, concurrency, idempotency, atomicity, lifecycle.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use aftersales_store::{
+    ExpectedVersion, NewEvent, Store, StoreConfig, StoreError, StreamId, SystemClock,
+};
+use common::{ev, id, open, sid};
+
+#[test]
+fn appends_get_gapless_positions_and_versions_starting_at_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.head_position(), 0);
+    let a = sid("ticket-a");
+    let b = sid("ticket-b");
+
+    let r1 = store
+        .append(&a, ExpectedVersion::NoStream, vec![ev("a1"), ev("a2")])
+        .unwrap();
+    assert_eq!(r1.first_position(), 1);
+    assert_eq!(r1.last_position(), 2);
+    assert_eq!(r1.stream_version, 2);
+    assert!(!r1.deduplicated);
+    let r2 = store
+        .append(&b, ExpectedVersion::Any, vec![ev("b1")])
+        .unwrap();
+    assert_eq!((r2.first_position(), r2.stream_version), (3, 1));
+    let r3 = store
+        .append(&a, ExpectedVersion::Exact(2), vec![ev("a3")])
+        .unwrap();
+    assert_eq!((r3.first_position(), r3.events[0].version), (4, 3));
+
+    assert_eq!(store.head_position(), 4);
+    assert_eq!(store.stream_version(&a).unwrap(), 3);
+    assert_eq!(store.stream_version(&b).unwrap(), 1);
+    assert_eq!(store.stream_version(&sid("nobody")).unwrap(), 0);
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_version_mismatch_names_both_versions_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = sid("ticket-1");
+    store
+        .append(&s, ExpectedVersion::NoStream, vec![ev("e1")])
+        .unwrap();
+
+    let err = store
+        .append(&s, ExpectedVersion::NoStream, vec![ev("e2")])
+        .unwrap_err();
+    match &err {
+        StoreError::WrongExpectedVersion {
+            expected, actual, ..
+        } => {
+            assert_eq!(*expected, ExpectedVersion::NoStream);
+            assert_eq!(*actual, 1);
+        }
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    let err = store
+        .append(
+            &s,
+            ExpectedVersion::Exact(5),
+            vec![ev("e2"), ev("e3"), ev("e4")],
+        )
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("version 1") && text.contains("version 5"),
+        "{text}"
+    );
+    // Atomicity: none of the three events of the rejected batch exists.
+    assert_eq!(store.head_position(), 1);
+    for name in ["e2", "e3", "e4"] {
+        assert!(store.get_by_id(id(name)).unwrap().is_none());
+    }
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn invalid_appends_are_rejected_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = sid("ticket-1");
+    assert!(matches!(
+        store.append(&s, ExpectedVersion::Any, vec![]),
+        Err(StoreError::EmptyAppend)
+    ));
+    assert!(matches!(
+        store.append(&s, ExpectedVersion::Any, vec![ev("x"), ev("x")]),
+        Err(StoreError::DuplicateIdInAppend { .. })
+    ));
+    let empty_type = NewEvent::new(id("bad"), "", b"{}".to_vec());
+    assert!(matches!(
+        store.append(&s, ExpectedVersion::Any, vec![ev("ok"), empty_type]),
+        Err(StoreError::InvalidEvent { .. })
+    ));
+    let huge = NewEvent::new(
+        id("huge"),
+        "t",
+        vec![0; aftersales_store::MAX_PAYLOAD_BYTES + 1],
+    );
+    assert!(matches!(
+        store.append(&s, ExpectedVersion::Any, vec![huge]),
+        Err(StoreError::InvalidEvent { .. })
+    ));
+    assert_eq!(store.head_position(), 0);
+    assert!(store.get_by_id(id("ok")).unwrap().is_none());
+    assert!(StreamId::new("").is_err());
+    assert!(StreamId::new("x".repeat(201)).is_err());
+}
+
+#[test]
+fn concurrent_appenders_with_the_same_expected_version_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let threads = 6;
+    let rounds = 25u64;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                let s = sid("contended");
+                let mut outcomes = Vec::new();
+                for round in 0..rounds {
+                    barrier.wait();
+                    let e = ev(&format!("t{t}-r{round}"));
+                    outcomes.push(store.append(&s, ExpectedVersion::Exact(round), vec![e]));
+                    barrier.wait(); // the round is over for everyone before the next
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut wins = vec![0; rounds as usize];
+    for h in handles {
+        for (round, outcome) in h.join().unwrap().into_iter().enumerate() {
+            match outcome {
+                Ok(r) => {
+                    assert_eq!(r.stream_version, round as u64 + 1);
+                    wins[round] += 1;
+                }
+                Err(StoreError::WrongExpectedVersion {
+                    expected, actual, ..
+                }) => {
+                    assert_eq!(expected, ExpectedVersion::Exact(round as u64));
+                    assert_eq!(actual, round as u64 + 1);
+                }
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        }
+    }
+    assert!(wins.iter().all(|&w| w == 1), "wins per round: {wins:?}");
+    assert_eq!(store.stream_version(&sid("contended")).unwrap(), rounds);
+    assert_eq!(store.head_position(), rounds);
+}
+
+#[test]
+fn many_streams_appended_concurrently_stay_gapless() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                for i in 0..40 {
+                    // Two streams per thread, plus one stream every thread shares.
+                    let (stream, expected) = if i % 4 == 3 {
+                        (sid("shared"), ExpectedVersion::Any)
+                    } else {
+                        let s = sid(&format!("s{t}-{}", i % 2));
+                        let v = store.stream_version(&s).unwrap();
+                        (s, ExpectedVersion::Exact(v))
+                    };
+                    let events = (0..1 + i % 3)
+                        .map(|k| ev(&format!("t{t}-i{i}-k{k}")))
+                        .collect();
+                    store.append(&stream, expected, events).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let all: Vec<_> = store.iter_all(1).collect::<Result<_, _>>().unwrap();
+    let expected_total: u64 = 8 * (0..40u64).map(|i| 1 + i % 3).sum::<u64>();
+    assert_eq!(all.len() as u64, expected_total);
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(
+            e.position,
+            i as u64 + 1,
+            "global positions are gapless and ordered"
+        );
+        let v = versions.entry(e.stream.to_string()).or_default();
+        assert_eq!(
+            e.version,
+            *v + 1,
+            "stream {} versions are gapless",
+            e.stream
+        );
+        *v = e.version;
+    }
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.streams, 17);
+}
+
+#[test]
+fn re_appending_stored_ids_returns_the_original_positions_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = sid("ticket-1");
+    let first = store
+        .append(&s, ExpectedVersion::NoStream, vec![ev("a"), ev("b")])
+        .unwrap();
+    store
+        .append(&s, ExpectedVersion::Exact(2), vec![ev("c")])
+        .unwrap();
+
+    // A redelivery with a stale expected version still succeeds: it is not a new fact.
+    let again = store
+        .append(&s, ExpectedVersion::NoStream, vec![ev("a"), ev("b")])
+        .unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.stream_version, 2);
+    let subset = store
+        .append(&s, ExpectedVersion::Any, vec![ev("b")])
+        .unwrap();
+    assert_eq!(subset.events, vec![first.events[1]]);
+    assert_eq!(store.head_position(), 3);
+
+    match store.append(&s, ExpectedVersion::Any, vec![ev("a"), ev("new")]) {
+        Err(StoreError::PartialDuplicate {
+            stored_id, new_id, ..
+        }) => {
+            assert_eq!(stored_id, id("a"));
+            assert_eq!(new_id, id("new"));
+        }
+        other => panic!("expected PartialDuplicate, got {other:?}"),
+    }
+    match store.append(&sid("ticket-2"), ExpectedVersion::Any, vec![ev("a")]) {
+        Err(StoreError::IdInOtherStream {
+            stored_stream,
+            requested_stream,
+            ..
+        }) => {
+            assert_eq!(stored_stream, s);
+            assert_eq!(requested_stream, sid("ticket-2"));
+        }
+        other => panic!("expected IdInOtherStream, got {other:?}"),
+    }
+    assert_eq!(store.head_position(), 3);
+    assert!(store.get_by_id(id("new")).unwrap().is_none());
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn concurrent_redeliveries_write_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                (0..30)
+                    .map(|i| {
+                        barrier.wait();
+                        let events = vec![ev(&format!("m{i}-1")), ev(&format!("m{i}-2"))];
+                        store
+                            .append(&sid("dup"), ExpectedVersion::Any, events)
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let results: Vec<Vec<_>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for i in 0..30 {
+        let fresh = results.iter().filter(|r| !r[i].deduplicated).count();
+        assert_eq!(fresh, 1, "message {i} was written exactly once");
+        assert!(results.iter().all(|r| r[i].events == results[0][i].events));
+    }
+    assert_eq!(store.head_position(), 60);
+}
+
+#[test]
+fn reopening_continues_numbering_and_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sid("ticket-1");
+    let hash = {
+        let store = open(dir.path());
+        store
+            .append(&s, ExpectedVersion::NoStream, vec![ev("a"), ev("b")])
+            .unwrap();
+        store.head_hash()
+    };
+    let store = open(dir.path());
+    assert_eq!(store.head_position(), 2);
+    assert_eq!(store.head_hash(), hash);
+    let r = store
+        .append(&s, ExpectedVersion::Exact(2), vec![ev("c")])
+        .unwrap();
+    assert_eq!((r.first_position(), r.stream_version), (3, 3));
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.head_hash, store.head_hash());
+    // A redelivery after a restart is still recognised.
+    assert!(
+        store
+            .append(&s, ExpectedVersion::Any, vec![ev("a")])
+            .unwrap()
+            .deduplicated
+    );
+}
+
+#[test]
+fn close_refuses_new_appends_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append(&sid("s"), ExpectedVersion::Any, vec![ev("a")])
+        .unwrap();
+    store.close().unwrap();
+    store.close().unwrap();
+    assert!(matches!(
+        store.append(&sid("s"), ExpectedVersion::Any, vec![ev("b")]),
+        Err(StoreError::Closed)
+    ));
+    // Reads keep working on a closed store.
+    assert_eq!(store.read_all(1, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn the_default_config_fsyncs_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let r = store
+        .append(&sid("s"), ExpectedVersion::NoStream, vec![ev("a")])
+        .unwrap();
+    assert_eq!(r.first_position(), 1);
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
+    assert_eq!(store.head_position(), 1);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    match Store::open(dir.path(), StoreConfig::default()) {
+        Err(StoreError::AlreadyInUse { .. }) => {}
+        other => panic!("expected AlreadyInUse, got {other:?}"),
+    }
+}
