@@ -1,0 +1,320 @@
+//! Handling one command: dedup, load, decide, append, retry.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+
+use aftersales_schema::{
+    decode_stored, encode, EventEnvelope, SchemaError, CURRENT_SCHEMA_VERSION,
+};
+use aftersales_store::{
+    ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId, Version,
+};
+use aftersales_ticket::{
+    decide, evolve, Actor, Command, Context, Platform, Rejection, RulePackId, Ticket, TicketId,
+    Timestamp,
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::order_lines::OrderLineIndex;
+
+/// How often a command is decided again after another writer changed its ticket first.
+/// Writers in this process never race (see `LOCK_STRIPES`); this is for other processes.
+/// Reads see only flushed events, so a retry first waits (1, 2, 4 … ms, about 1 s in all)
+/// for the winner's flush: retrying at once would re-read the same version.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// Commands for one ticket are handled one at a time in a process: racing them would only
+/// waste decisions and flushes on version conflicts. Tickets share a lock by hash, so
+/// distinct tickets still append concurrently and share group commits.
+const LOCK_STRIPES: usize = 256;
+
+/// The namespace of derived event ids (fixed for ever: changing it breaks deduplication).
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_7a1e_2b8d_4c3a_9e61_d2f4_a8b0_c917);
+
+/// The id of the `index`-th event decided for `ticket` under an idempotency `key`: the same
+/// message decided again always yields the same ids.
+pub fn event_id(ticket: &TicketId, key: &str, index: usize) -> Uuid {
+    Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{ticket}\n{key}\n{index}").as_bytes(),
+    )
+}
+
+/// A command for one ticket, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub ticket_id: TicketId,
+    pub command: Command,
+    /// When it happened on the platform.
+    pub at: Timestamp,
+    pub actor: Actor,
+    /// What makes a redelivery recognisable: `<platform>/<message id>` for platform
+    /// messages, the deadline's identity for expiries. `None`: every submission is new.
+    pub idempotency_key: Option<String>,
+    /// The event that caused this command, if any (an expiry's cause is its deadline).
+    pub causation_id: Option<Uuid>,
+}
+
+/// An event as read back: its place in the store and its envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub position: u64,
+    pub version: Version,
+    pub envelope: EventEnvelope,
+}
+
+/// What handling a submission did.
+#[derive(Debug, Clone)]
+pub enum Handled {
+    /// New events were stored durably; `ticket` is the ticket after them.
+    Applied { ticket: Ticket, events: Vec<Stored> },
+    /// The idempotency key was stored already: nothing was decided or written.
+    Duplicate { events: Vec<Stored> },
+}
+
+/// Why a submission was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("ticket {ticket}: {rejection}")]
+    Rejected {
+        ticket: TicketId,
+        rejection: Rejection,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the event at position {position} cannot be read: {source}; run `aftersales verify`")]
+    Unreadable {
+        position: u64,
+        #[source]
+        source: SchemaError,
+    },
+    #[error("the event at position {position} says it is {payload} but the store filed it as {record}; run `aftersales verify`")]
+    Misfiled {
+        position: u64,
+        record: String,
+        payload: String,
+    },
+    #[error("the command opens ticket {opens} but was routed to ticket {routed}")]
+    TicketIdMismatch { routed: TicketId, opens: TicketId },
+    #[error("ticket {0} kept changing while the command was decided; gave up after {MAX_ATTEMPTS} attempts")]
+    Contention(TicketId),
+}
+
+/// Picks the rule pack a ticket opened now falls under, by platform.
+pub type RulePackChooser = Arc<dyn Fn(&Platform) -> Option<RulePackId> + Send + Sync>;
+
+/// The ticket command handler over one store.
+pub struct Tickets {
+    store: Arc<Store>,
+    order_lines: RwLock<OrderLineIndex>,
+    stripes: Vec<Mutex<()>>,
+    rule_packs: Option<RulePackChooser>,
+}
+
+impl Tickets {
+    /// Wraps a store, rebuilding the order-line index from its log.
+    pub fn new(store: Arc<Store>) -> Result<Self, HandleError> {
+        let mut index = OrderLineIndex::default();
+        for record in store.iter_all(1) {
+            let stored = read(record?)?;
+            index.apply(&stored.envelope.ticket_id, &stored.envelope.event);
+        }
+        Ok(Self {
+            store,
+            order_lines: RwLock::new(index),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            rule_packs: None,
+        })
+    }
+
+    /// Records on every ticket opened from now on the rule pack `choose` names for its
+    /// platform; the ticket keeps it for life (a newer pack applies to newer tickets only).
+    pub fn with_rule_packs(mut self, choose: RulePackChooser) -> Self {
+        self.rule_packs = Some(choose);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Decides and durably appends one command. Returns once the events are on disk.
+    pub fn handle(&self, s: Submission) -> Result<Handled, HandleError> {
+        let stream = stream_of(&s.ticket_id)?;
+        if let Command::Open { ticket } = &s.command {
+            // The stream is the ticket: an opening routed elsewhere would mix two tickets.
+            if ticket.id != s.ticket_id {
+                return Err(HandleError::TicketIdMismatch {
+                    routed: s.ticket_id,
+                    opens: ticket.id.clone(),
+                });
+            }
+        }
+        let mut hasher = DefaultHasher::new();
+        s.ticket_id.hash(&mut hasher);
+        let stripe = &self.stripes[(hasher.finish() % LOCK_STRIPES as u64) as usize];
+        let _one_at_a_time = stripe.lock().unwrap_or_else(|e| e.into_inner());
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1 << (attempt - 1)));
+            }
+            if let Some(key) = &s.idempotency_key {
+                if let Some(events) = self.already_stored(&s.ticket_id, key)? {
+                    return Ok(Handled::Duplicate { events });
+                }
+            }
+            let history = self.store.read_stream(&stream, 1, usize::MAX)?;
+            let version = history.last().map_or(0, |r| r.version);
+            let mut ticket = Ticket::default();
+            for record in history {
+                ticket = evolve(ticket, &read(record)?.envelope.event);
+            }
+            let ctx = self.context(&s);
+            let events = decide(&ticket, s.command.clone(), &ctx).map_err(|rejection| {
+                HandleError::Rejected {
+                    ticket: s.ticket_id.clone(),
+                    rejection,
+                }
+            })?;
+            let envelopes: Vec<EventEnvelope> = events
+                .into_iter()
+                .enumerate()
+                .map(|(i, event)| EventEnvelope {
+                    event_id: match &s.idempotency_key {
+                        Some(key) => event_id(&s.ticket_id, key, i),
+                        None => Uuid::new_v4(),
+                    },
+                    ticket_id: s.ticket_id.clone(),
+                    schema_version: CURRENT_SCHEMA_VERSION,
+                    occurred_at: s.at,
+                    recorded_at: None,
+                    source_message_id: s.idempotency_key.clone(),
+                    causation_id: s.causation_id,
+                    event,
+                })
+                .collect();
+            let new_events = envelopes
+                .iter()
+                .map(|e| NewEvent::new(e.event_id, e.event.name(), encode(e)))
+                .collect();
+            let expected = match version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            match self.store.append(&stream, expected, new_events) {
+                Ok(result) => {
+                    let mut index = self.order_lines.write().unwrap_or_else(|e| e.into_inner());
+                    let mut stored = Vec::with_capacity(envelopes.len());
+                    for (envelope, at) in envelopes.into_iter().zip(result.events) {
+                        index.apply(&s.ticket_id, &envelope.event);
+                        ticket = evolve(ticket, &envelope.event);
+                        stored.push(Stored {
+                            position: at.position,
+                            version: at.version,
+                            envelope,
+                        });
+                    }
+                    if result.deduplicated {
+                        return Ok(Handled::Duplicate { events: stored });
+                    }
+                    return Ok(Handled::Applied {
+                        ticket,
+                        events: stored,
+                    });
+                }
+                // Someone else appended first: decide again on the newer ticket.
+                Err(StoreError::WrongExpectedVersion { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HandleError::Contention(s.ticket_id))
+    }
+
+    fn context(&self, s: &Submission) -> Context {
+        let mut ctx = Context::new(s.at, s.actor);
+        if let Command::Open { ticket } = &s.command {
+            let index = self.order_lines.read().unwrap_or_else(|e| e.into_inner());
+            ctx.order_line_refunded_by = index
+                .refunded_by(&ticket.platform, &ticket.order_id, &ticket.order_line_id)
+                .cloned();
+            ctx.rule_pack = self
+                .rule_packs
+                .as_ref()
+                .and_then(|choose| choose(&ticket.platform));
+        }
+        ctx
+    }
+
+    /// The events stored under `key` for this ticket, if any were.
+    fn already_stored(
+        &self,
+        ticket: &TicketId,
+        key: &str,
+    ) -> Result<Option<Vec<Stored>>, HandleError> {
+        let mut found = Vec::new();
+        while let Some(record) = self.store.get_by_id(event_id(ticket, key, found.len()))? {
+            found.push(read(record)?);
+        }
+        Ok((!found.is_empty()).then_some(found))
+    }
+
+    /// A ticket's whole history, oldest first.
+    pub fn history(&self, ticket: &TicketId) -> Result<Vec<Stored>, HandleError> {
+        let records = self.store.read_stream(&stream_of(ticket)?, 1, usize::MAX)?;
+        records.into_iter().map(read).collect()
+    }
+
+    /// The ticket as it stands now.
+    pub fn load(&self, ticket: &TicketId) -> Result<Ticket, HandleError> {
+        Ok(fold(&self.history(ticket)?))
+    }
+
+    /// The ticket and its history as they stood at `at` (by the store's recording time).
+    pub fn load_as_of(
+        &self,
+        ticket: &TicketId,
+        at: DateTime<Utc>,
+    ) -> Result<(Ticket, Vec<Stored>), HandleError> {
+        let records = self
+            .store
+            .read_stream_until(&stream_of(ticket)?, at, usize::MAX)?;
+        let history: Vec<Stored> = records.into_iter().map(read).collect::<Result<_, _>>()?;
+        Ok((fold(&history), history))
+    }
+}
+
+/// Replays stored events into a ticket.
+pub(crate) fn fold(history: &[Stored]) -> Ticket {
+    history
+        .iter()
+        .fold(Ticket::default(), |t, s| evolve(t, &s.envelope.event))
+}
+
+fn stream_of(ticket: &TicketId) -> Result<StreamId, HandleError> {
+    Ok(StreamId::new(ticket.as_str())?)
+}
+
+/// Decodes a stored record, completing its envelope with the store's own facts and checking
+/// that the payload is the event the store filed.
+pub(crate) fn read(record: RecordedEvent) -> Result<Stored, HandleError> {
+    let envelope = decode_stored(&record.payload, record.recorded_at).map_err(|source| {
+        HandleError::Unreadable {
+            position: record.position,
+            source,
+        }
+    })?;
+    if envelope.event_id != record.id || envelope.ticket_id.as_str() != record.stream.as_str() {
+        return Err(HandleError::Misfiled {
+            position: record.position,
+            record: format!("event {} of {}", record.id, record.stream),
+            payload: format!("event {} of {}", envelope.event_id, envelope.ticket_id),
+        });
+    }
+    Ok(Stored {
+        position: record.position,
+        version: record.version,
+        envelope,
+    })
+}

@@ -1,0 +1,300 @@
+//! The command handler against a real sled store in a temporary directory.
+
+use std::sync::Arc;
+use std::thread;
+
+use aftersales_app::{event_id, HandleError, Handled, Submission, Tickets};
+use aftersales_clock::ManualClock;
+use aftersales_store::{Store, StoreConfig};
+use aftersales_ticket::*;
+use chrono::{DateTime, Duration, Utc};
+
+fn at(s: &str) -> Timestamp {
+    DateTime::parse_from_rfc3339(s).unwrap()
+}
+
+fn id(s: &str) -> TicketId {
+    TicketId::parse(s).unwrap()
+}
+
+fn open_cmd(ticket: &str, line: &str) -> Command {
+    Command::Open {
+        ticket: Box::new(NewTicket {
+            id: id(ticket),
+            platform: Platform::Jd,
+            platform_ticket_id: PlatformTicketId::parse(ticket.trim_start_matches("jd:")).unwrap(),
+            order_id: OrderId::parse("o-1").unwrap(),
+            order_line_id: OrderLineId::parse(line).unwrap(),
+            sku: Sku::parse("sku-1").unwrap(),
+            amount_paid: Money::from_cents(10_000),
+            refund_requested: None,
+            customer_id: CustomerId::parse("c-1").unwrap(),
+            service_type: ServiceType::ReturnRefund,
+            reason: Reason::QualityProblem,
+            signed_for_at: None,
+            order_shipped: None,
+        }),
+    }
+}
+
+fn submit(ticket: &str, command: Command, key: Option<&str>) -> Submission {
+    Submission {
+        ticket_id: id(ticket),
+        command,
+        at: at("2026-11-20T10:00:00+08:00"),
+        actor: Actor::Merchant,
+        idempotency_key: key.map(str::to_owned),
+        causation_id: None,
+    }
+}
+
+fn refund() -> Command {
+    Command::Dispose {
+        disposal: Disposal::RefundWithoutReturn {
+            amount: Money::from_cents(10_000),
+            customer_consent: None,
+        },
+    }
+}
+
+fn open_store(dir: &std::path::Path, clock: &ManualClock) -> Arc<Store> {
+    Arc::new(Store::open(dir, StoreConfig::new(Arc::new(clock.clone()))).unwrap())
+}
+
+fn clock() -> ManualClock {
+    ManualClock::new(at("2026-11-20T02:00:00Z").with_timezone(&Utc))
+}
+
+#[test]
+fn commands_are_decided_appended_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = Tickets::new(open_store(dir.path(), &clock())).unwrap();
+    let Handled::Applied { ticket, events } = tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap()
+    else {
+        panic!("expected the opening to be applied")
+    };
+    assert_eq!(ticket.state(), Some(State::PendingReview));
+    assert_eq!((events[0].position, events[0].version), (1, 1));
+    assert_eq!(events[0].envelope.event_id, event_id(&id("jd:1"), "m1", 0));
+
+    let approve = Command::Approve {
+        return_method: ReturnMethod::CustomerShips,
+    };
+    tickets.handle(submit("jd:1", approve, Some("m2"))).unwrap();
+    let history = tickets.history(&id("jd:1")).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].envelope.source_message_id.as_deref(), Some("m2"));
+    assert!(
+        history.iter().all(|s| s.envelope.recorded_at.is_some()),
+        "reads carry the store's time"
+    );
+    assert_eq!(
+        tickets.load(&id("jd:1")).unwrap().state(),
+        Some(State::AwaitingReturn)
+    );
+}
+
+#[test]
+fn a_redelivered_message_is_answered_from_the_store_even_when_deciding_again_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = Tickets::new(open_store(dir.path(), &clock())).unwrap();
+    tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap();
+    tickets
+        .handle(submit("jd:1", refund(), Some("m2")))
+        .unwrap();
+    let head = tickets.store().head_position();
+
+    // Deciding the refund again on a completed ticket would be refused (final state);
+    // the redelivery must instead be recognised as already done.
+    let Handled::Duplicate { events } = tickets
+        .handle(submit("jd:1", refund(), Some("m2")))
+        .unwrap()
+    else {
+        panic!("expected a duplicate")
+    };
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].position, 2);
+    assert_eq!(tickets.store().head_position(), head, "nothing was written");
+
+    // Without a key the same command is a new one, and the rules refuse it.
+    let err = tickets.handle(submit("jd:1", refund(), None)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HandleError::Rejected {
+                rejection: Rejection::TicketFinal { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_commands_on_one_ticket_are_all_applied_in_some_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = Arc::new(Tickets::new(open_store(dir.path(), &clock())).unwrap());
+    tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m0")))
+        .unwrap();
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let tickets = Arc::clone(&tickets);
+            thread::spawn(move || {
+                for j in 0..10 {
+                    let note = Note::parse(&format!("worker {i} note {j}")).unwrap();
+                    let key = format!("w{i}-{j}");
+                    tickets
+                        .handle(submit("jd:1", Command::Annotate { note }, Some(&key)))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let history = tickets.history(&id("jd:1")).unwrap();
+    assert_eq!(history.len(), 81);
+    let versions: Vec<u64> = history.iter().map(|s| s.version).collect();
+    assert_eq!(versions, (1..=81).collect::<Vec<_>>());
+    let Ticket::Open(data) = tickets.load(&id("jd:1")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(data.annotations, 80);
+}
+
+#[test]
+fn the_order_line_index_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    {
+        let tickets = Tickets::new(open_store(dir.path(), &clock)).unwrap();
+        tickets
+            .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+            .unwrap();
+        tickets
+            .handle(submit("jd:1", refund(), Some("m2")))
+            .unwrap();
+        let refused = tickets
+            .handle(submit("jd:2", open_cmd("jd:2", "l-1"), Some("m3")))
+            .unwrap_err();
+        assert!(matches!(
+            refused,
+            HandleError::Rejected {
+                rejection: Rejection::OrderLineAlreadyRefunded { .. },
+                ..
+            }
+        ));
+        tickets.store().close().unwrap();
+    }
+    let tickets = Tickets::new(open_store(dir.path(), &clock)).unwrap();
+    let refused = tickets
+        .handle(submit("jd:2", open_cmd("jd:2", "l-1"), Some("m3")))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, HandleError::Rejected { rejection: Rejection::OrderLineAlreadyRefunded { by, .. }, .. } if by == &id("jd:1")),
+        "{refused}"
+    );
+    // Another line of the same order is free.
+    assert!(tickets
+        .handle(submit("jd:2", open_cmd("jd:2", "l-2"), Some("m4")))
+        .is_ok());
+}
+
+#[test]
+fn a_ticket_is_shown_as_it_stood_at_an_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let tickets = Tickets::new(open_store(dir.path(), &clock)).unwrap();
+    let t0 = aftersales_clock::Clock::now(&clock);
+    tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap();
+    clock.advance(Duration::hours(5));
+    tickets
+        .handle(submit("jd:1", refund(), Some("m2")))
+        .unwrap();
+
+    let (before, history) = tickets
+        .load_as_of(&id("jd:1"), t0 + Duration::hours(1))
+        .unwrap();
+    assert_eq!(before.state(), Some(State::PendingReview));
+    assert_eq!(history.len(), 1);
+    let (after, _) = tickets
+        .load_as_of(&id("jd:1"), t0 + Duration::hours(5))
+        .unwrap();
+    assert_eq!(after.state(), Some(State::Completed));
+    let (none, _) = tickets
+        .load_as_of(&id("jd:1"), t0 - Duration::seconds(1))
+        .unwrap();
+    assert_eq!(none, Ticket::Unopened);
+}
+
+#[test]
+fn two_handlers_on_one_store_retry_on_version_conflicts_and_lose_nothing() {
+    // Two handlers do not share locks, as two processes would not: conflicts are retried.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), &clock());
+    let a = Arc::new(Tickets::new(Arc::clone(&store)).unwrap());
+    let b = Arc::new(Tickets::new(store).unwrap());
+    a.handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m0")))
+        .unwrap();
+    let workers: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(i, tickets)| {
+            thread::spawn(move || {
+                for j in 0..25 {
+                    let note = Note::parse("n").unwrap();
+                    let key = format!("h{i}-{j}");
+                    tickets
+                        .handle(submit("jd:1", Command::Annotate { note }, Some(&key)))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let Ticket::Open(data) = b.load(&id("jd:1")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(data.annotations, 50);
+}
+
+#[test]
+fn an_opening_routed_to_another_ticket_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = Tickets::new(open_store(dir.path(), &clock())).unwrap();
+    let err = tickets
+        .handle(submit("jd:2", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap_err();
+    assert!(matches!(err, HandleError::TicketIdMismatch { .. }), "{err}");
+    assert_eq!(tickets.store().head_position(), 0);
+}
+
+#[test]
+fn a_new_ticket_records_the_rule_pack_chosen_for_its_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = Tickets::new(open_store(dir.path(), &clock()))
+        .unwrap()
+        .with_rule_packs(Arc::new(|p: &Platform| {
+            (p == &Platform::Jd).then(|| RulePackId::parse("jd@2024").unwrap())
+        }));
+    tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap();
+    let Ticket::Open(data) = tickets.load(&id("jd:1")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        data.rule_pack.as_ref().map(RulePackId::as_str),
+        Some("jd@2024")
+    );
+}
