@@ -132,8 +132,10 @@ impl DeadlineKind {
             DeadlineKind::RepairSendIn => state == InRepair,
             DeadlineKind::CustomerResubmit => state == Rejected,
             DeadlineKind::MerchantConfirmRefund => matches!(state, AwaitingReturn | Received),
-            // Kuaishou: an agent pre-fills the ticket, the customer must confirm it.
-            DeadlineKind::CustomerConfirm => matches!(state, PendingReview | AwaitingCustomer),
+            // Kuaishou: an agent pre-fills the ticket (recorded as opened + customer_asked),
+            // the customer must confirm it; unconfirmed, it lapses, which only a ticket
+            // waiting on its customer can.
+            DeadlineKind::CustomerConfirm => state == AwaitingCustomer,
             // Violations and complaints run beside the ticket's own flow.
             DeadlineKind::ViolationAppeal | DeadlineKind::ComplaintReply => true,
         }

@@ -161,7 +161,7 @@ fn deadline_kinds_run_only_in_the_states_their_clock_covers() {
         (RepairSendIn, &[InRepair]),
         (CustomerResubmit, &[Rejected]),
         (MerchantConfirmRefund, &[AwaitingReturn, Received]),
-        (CustomerConfirm, &[PendingReview, AwaitingCustomer]),
+        (CustomerConfirm, &[AwaitingCustomer]),
         (
             ViolationAppeal,
             &[
