@@ -1,0 +1,147 @@
+//! End to end: the `aftersales` binary as a user runs it, on a real store in a temporary
+//! directory.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn aftersales(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args(args)
+        .output()
+        .expect("the aftersales binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn demo_store(dir: &Path) -> String {
+    let data = dir.join("store");
+    let data = data.to_str().unwrap().to_owned();
+    let out = aftersales(&["demo", "--data", &data]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    assert!(
+        stdout.contains("redelivered message: already stored"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("⏰ refund_only_auto_approve expired"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nok: "),
+        "the demo ends with a clean chain check: {stdout}"
+    );
+    data
+}
+
+#[test]
+fn the_demo_store_reads_back_through_verify_ticket_and_as_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_store(dir.path());
+
+    let out = aftersales(&["verify", "--data", &data]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+
+    let ticket = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["ticket", "--data", &data, "jd:7001"];
+        args.extend_from_slice(extra);
+        let out = aftersales(&args);
+        assert!(out.status.success(), "{}", text(&out).1);
+        serde_json::from_slice(&out.stdout).expect("ticket prints JSON")
+    };
+    let now = ticket(&[]);
+    assert_eq!(now["state"], "refunded");
+    assert_eq!(now["history"].as_array().unwrap().len(), 5);
+    assert_eq!(now["history"][0]["envelope"]["event"]["type"], "opened");
+    assert_eq!(
+        now["history"][0]["envelope"]["occurred_at"],
+        "2026-11-20T20:00:00+08:00"
+    );
+    // The demo's store clock follows platform time, so the as-of view is the ticket then.
+    let then = ticket(&["--as-of", "2026-11-21T12:00:00+08:00"]);
+    assert_eq!(then["state"], "awaiting_return");
+    assert_eq!(then["history"].as_array().unwrap().len(), 2);
+
+    // Every deadline of the demo fired already: advancing far ahead stores nothing twice.
+    let out = aftersales(&[
+        "advance",
+        "--data",
+        &data,
+        "--to",
+        "2027-06-01T00:00:00+08:00",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("fired 0 deadline(s)"), "{stdout}");
+    let out = aftersales(&["verify", "--data", &data]);
+    assert!(text(&out).0.contains("ok: 32 records"), "{}", text(&out).0);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["verify", "--data", missing], "no store at"),
+        (&["ticket", "--data", missing, "jd:1"], "no store at"),
+        (
+            &["ticket", "--data", missing, "../../etc/passwd"],
+            "ticket id must be",
+        ),
+        (
+            &["advance", "--data", missing, "--to", "tomorrow"],
+            "not an RFC 3339 instant",
+        ),
+        (
+            &[
+                "advance",
+                "--data",
+                missing,
+                "--to",
+                "2026-11-30T00:00:00+08:00",
+            ],
+            "no store at",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = aftersales(args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(says),
+            "{args:?} should say {says:?}, said: {stderr}"
+        );
+    }
+
+    let data = demo_store(dir.path());
+    let out = aftersales(&["ticket", "--data", &data, "jd:424242"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("ticket jd:424242 has no events"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["demo", "--help"],
+        &["verify", "--help"],
+        &["ticket", "--help"],
+        &["advance", "--help"],
+        &["bench", "--help"],
+        &["bench", "store", "--help"],
+        &["bench", "timers", "--help"],
+    ] {
+        let out = aftersales(args);
+        let (stdout, _) = text(&out);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout.contains("Usage: aftersales"), "{args:?}: {stdout}");
+    }
+}
