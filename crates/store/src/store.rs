@@ -11,7 +11,7 @@ use crate::ack::Acks;
 use crate::error::StoreError;
 use crate::flusher::{self, PendingState};
 use crate::keys;
-use crate::record::{self, GENESIS_HASH};
+use crate::record::GENESIS_HASH;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, StreamId};
 use crate::writer::{self, Queue};
 use aftersales_clock::{Clock, SystemClock};
@@ -537,18 +537,6 @@ fn load_head(
             ),
         });
     }
-    let decoded = record::decode(&value).map_err(|e| StoreError::CorruptRecord {
-        position,
-        reason: e.to_string(),
-    })?;
-    if decoded.event.position != position {
-        return Err(StoreError::CorruptRecord {
-            position,
-            reason: format!(
-                "the record stored under position {position} says it is position {}",
-                decoded.event.position
-            ),
-        });
-    }
-    Ok((position, decoded.event.hash, decoded.event.recorded_at))
+    let last = crate::reads::decode_at(position, &value)?;
+    Ok((position, last.hash, last.recorded_at))
 }
