@@ -68,10 +68,18 @@ fn body_to_pb(event: &Event) -> Body {
             platform_ticket_id: o.platform_ticket_id.as_str().to_owned(),
             order_id: o.order_id.as_str().to_owned(),
             order_line_id: o.order_line_id.as_str().to_owned(),
-            sku: o.sku.as_str().to_owned(),
+            sku: o
+                .sku
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
             amount_paid: o.amount_paid.cents(),
             refund_requested: o.refund_requested.cents(),
-            customer_id: o.customer_id.as_str().to_owned(),
+            customer_id: o
+                .customer_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
             service_type: service_type_to_pb(o.service_type) as i32,
             reason: reason_to_pb(o.reason) as i32,
             signed_for_at: o.signed_for_at.as_ref().map(instant_to_pb),
@@ -135,7 +143,10 @@ fn body_to_pb(event: &Event) -> Body {
             by,
         } => Body::Exchanged(pb::Exchanged {
             method: exchange_method_to_pb(*method) as i32,
-            replacement_sku: replacement_sku.as_str().to_owned(),
+            replacement_sku: replacement_sku
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
             customer_consent: note_to_pb(customer_consent),
             by: actor_to_pb(*by) as i32,
         }),
@@ -357,6 +368,19 @@ fn parse<T>(
     parse_present(field, s, parse)
 }
 
+/// A proto3 text field whose empty value means unknown (SCHEMA.md: sku, customer_id and
+/// replacement_sku became optional after v1).
+fn parse_unless_empty<T>(
+    field: &'static str,
+    s: &str,
+    parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+) -> Result<Option<T>, SchemaError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parse_present(field, s, parse).map(Some)
+}
+
 /// A text field known to be present (a proto3 `optional` that is set): even empty text must
 /// pass the domain's check.
 fn parse_present<T>(
@@ -484,10 +508,14 @@ fn body_from_pb(body: Body) -> Result<Event, SchemaError> {
             )?,
             order_id: parse("opened.order_id", &o.order_id, OrderId::parse)?,
             order_line_id: parse("opened.order_line_id", &o.order_line_id, OrderLineId::parse)?,
-            sku: parse("opened.sku", &o.sku, Sku::parse)?,
+            sku: parse_unless_empty("opened.sku", &o.sku, Sku::parse)?,
             amount_paid: Money::from_cents(o.amount_paid),
             refund_requested: Money::from_cents(o.refund_requested),
-            customer_id: parse("opened.customer_id", &o.customer_id, CustomerId::parse)?,
+            customer_id: parse_unless_empty(
+                "opened.customer_id",
+                &o.customer_id,
+                CustomerId::parse,
+            )?,
             service_type: service_type("opened.service_type", o.service_type)?,
             reason: reason("opened.reason", o.reason)?,
             signed_for_at: optional_instant("opened.signed_for_at", o.signed_for_at)?,
@@ -538,7 +566,11 @@ fn body_from_pb(body: Body) -> Result<Event, SchemaError> {
         },
         Body::Exchanged(e) => Event::Exchanged {
             method: exchange_method("exchanged.method", e.method)?,
-            replacement_sku: parse("exchanged.replacement_sku", &e.replacement_sku, Sku::parse)?,
+            replacement_sku: parse_unless_empty(
+                "exchanged.replacement_sku",
+                &e.replacement_sku,
+                Sku::parse,
+            )?,
             customer_consent: optional_note("exchanged.customer_consent", e.customer_consent)?,
             by: actor("exchanged.by", e.by)?,
         },

@@ -420,11 +420,18 @@ fn body_defects_are_typed_errors() {
         }
     );
     assert_eq!(
-        edit(|o| o.sku.clear()),
+        edit(|o| o.order_id.clear()),
         SchemaError::MissingField {
-            field: "opened.sku"
+            field: "opened.order_id"
         }
     );
+    assert!(matches!(
+        edit(|o| o.sku = "bad\nsku".into()),
+        SchemaError::InvalidValue {
+            field: "opened.sku",
+            ..
+        }
+    ));
     assert_eq!(
         edit(|o| o.platform = "Big Shop".into()),
         SchemaError::InvalidValue {
@@ -556,4 +563,25 @@ proptest! {
         }
         let _ = decode(&bytes);
     }
+}
+
+#[test]
+fn an_empty_sku_or_customer_id_reads_as_unknown() {
+    // Optional since platform refund messages carry neither (SCHEMA.md, history).
+    let mut env = common::fixture_envelopes().remove(0).to_pb();
+    let Some(Body::Opened(o)) = &mut env.body else {
+        unreachable!()
+    };
+    o.sku.clear();
+    o.customer_id.clear();
+    let back = from_pb(env.clone()).unwrap();
+    let Event::Opened(opened) = &back.event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (opened.sku.clone(), opened.customer_id.clone()),
+        (None, None)
+    );
+    // And an unknown value is written back as the empty string, not as some placeholder.
+    assert_eq!(back.to_pb(), env);
 }

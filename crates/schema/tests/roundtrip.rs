@@ -143,10 +143,10 @@ fn opened() -> impl Strategy<Value = Opened> {
             ident(OrderLineId::parse),
         ),
         (
-            ident(Sku::parse),
+            prop::option::of(ident(Sku::parse)),
             money(),
             money(),
-            ident(CustomerId::parse),
+            prop::option::of(ident(CustomerId::parse)),
         ),
         (
             prop::sample::select(ServiceType::ALL.to_vec()),
@@ -252,7 +252,7 @@ fn event() -> impl Strategy<Value = Event> {
                 ExchangeMethod::Offline,
                 ExchangeMethod::ReissueWithoutReturn
             ]),
-            ident(Sku::parse),
+            prop::option::of(ident(Sku::parse)),
             prop::option::of(note()),
             actor()
         )

@@ -16,12 +16,16 @@ pub struct NewTicket {
     pub platform_ticket_id: PlatformTicketId,
     pub order_id: OrderId,
     pub order_line_id: OrderLineId,
-    pub sku: Sku,
+    /// Unknown when the platform's message does not carry it (most refund pushes).
+    #[serde(default)]
+    pub sku: Option<Sku>,
     pub amount_paid: Money,
     /// What the customer asks back; `None` means the amount paid.
     #[serde(default)]
     pub refund_requested: Option<Money>,
-    pub customer_id: CustomerId,
+    /// The platform's opaque customer id, when its message carries one.
+    #[serde(default)]
+    pub customer_id: Option<CustomerId>,
     pub service_type: ServiceType,
     pub reason: Reason,
     /// When the carrier recorded the customer signing for the goods (物流签收时间), if known.

@@ -402,7 +402,7 @@ fn dispose(
             check_outcome(t, Outcome::Exchange, &customer_consent)?;
             Event::Exchanged {
                 method: ExchangeMethod::Replacement,
-                replacement_sku: replacement_sku.unwrap_or_else(|| t.sku.clone()),
+                replacement_sku: replacement_sku.or_else(|| t.sku.clone()),
                 customer_consent,
                 by,
             }

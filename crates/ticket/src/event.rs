@@ -16,11 +16,13 @@ pub struct Opened {
     pub platform_ticket_id: PlatformTicketId,
     pub order_id: OrderId,
     pub order_line_id: OrderLineId,
-    pub sku: Sku,
+    #[serde(default)]
+    pub sku: Option<Sku>,
     pub amount_paid: Money,
     /// Resolved at opening: the amount asked back (the amount paid when the platform sent none).
     pub refund_requested: Money,
-    pub customer_id: CustomerId,
+    #[serde(default)]
+    pub customer_id: Option<CustomerId>,
     pub service_type: ServiceType,
     pub reason: Reason,
     pub signed_for_at: Option<Timestamp>,
@@ -89,8 +91,10 @@ pub enum Event {
     },
     Exchanged {
         method: ExchangeMethod,
-        /// The SKU sent; differs from the ticket's SKU for a colour or size change.
-        replacement_sku: Sku,
+        /// The SKU sent; differs from the ticket's SKU for a colour or size change; unknown
+        /// when neither the disposal nor the opening named one.
+        #[serde(default)]
+        replacement_sku: Option<Sku>,
         customer_consent: Option<Note>,
         by: Actor,
     },

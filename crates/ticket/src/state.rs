@@ -106,8 +106,14 @@ impl std::str::FromStr for State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Settlement {
-    Refund { amount: Money, without_return: bool },
-    Exchange { method: ExchangeMethod, sku: Sku },
+    Refund {
+        amount: Money,
+        without_return: bool,
+    },
+    Exchange {
+        method: ExchangeMethod,
+        sku: Option<Sku>,
+    },
     ReturnedAsIs,
     RepairDone,
     Withdrawn,
@@ -123,10 +129,10 @@ pub struct TicketData {
     pub platform_ticket_id: PlatformTicketId,
     pub order_id: OrderId,
     pub order_line_id: OrderLineId,
-    pub sku: Sku,
+    pub sku: Option<Sku>,
     pub amount_paid: Money,
     pub refund_requested: Money,
-    pub customer_id: CustomerId,
+    pub customer_id: Option<CustomerId>,
     pub service_type: ServiceType,
     pub reason: Reason,
     pub signed_for_at: Option<Timestamp>,
