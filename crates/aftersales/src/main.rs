@@ -2,6 +2,7 @@
 //! arguments, open what they need and print; the rules live in the library crates.
 
 mod demo;
+mod ingest;
 mod inspect;
 mod timers;
 
@@ -65,6 +66,30 @@ enum Cmd {
         #[arg(long)]
         calendar: Option<PathBuf>,
     },
+    /// Consume platform webhooks from NATS JetStream (`aftersales.webhooks.<platform>`) into
+    /// the store until SIGTERM or Ctrl-C; unusable messages go to the dead-letter stream.
+    Ingest {
+        /// The store directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// The NATS server URL (default: the config file's, else nats://127.0.0.1:4222).
+        #[arg(long)]
+        nats: Option<String>,
+        /// A TOML config file with a [nats] table (credentials, TLS, names, limits).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show or replay the messages the ingest could not use.
+    Deadletter {
+        #[command(subcommand)]
+        what: Deadletter,
+        /// The NATS server URL (default: the config file's, else nats://127.0.0.1:4222).
+        #[arg(long, global = true)]
+        nats: Option<String>,
+        /// A TOML config file with a [nats] table.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Benchmarks that print each figure next to the raw limit measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -73,7 +98,44 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum Deadletter {
+    /// List dead letters: sequence, time, original subject, reason code, deliveries, reason.
+    List {
+        /// Start at this dead-letter sequence.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish dead letters again to their original subjects (after a fix), then remove them.
+    Replay {
+        /// Only these sequences (default: all).
+        #[arg(long = "seq")]
+        seqs: Vec<u64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Bench {
+    /// Ingest messages/s and publish-to-append latency next to a raw JetStream consume + ack.
+    Ingest {
+        /// A short run, as CI runs it.
+        #[arg(long)]
+        quick: bool,
+        /// Use this NATS server (default: start a nats-server of its own on a free port).
+        #[arg(long)]
+        nats: Option<String>,
+        /// Backlog messages (default: 50,000; 3,000 with --quick).
+        #[arg(long)]
+        messages: Option<usize>,
+        /// Where to put the benchmark's store (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Durable appends/s for 1, 8 and 64 writers against bare sled batch + flush.
     Store {
         /// A short run (seconds), as CI runs it.
@@ -116,6 +178,23 @@ fn main() -> ExitCode {
             rules,
             calendar,
         } => timers::advance(&data, &to, rules.as_deref(), calendar.as_deref()),
+        Cmd::Ingest { data, nats, config } => ingest::config(config.as_deref(), nats.as_deref())
+            .and_then(|cfg| ingest::run(&data, cfg)),
+        Cmd::Deadletter { what, nats, config } => {
+            ingest::config(config.as_deref(), nats.as_deref()).and_then(|cfg| match what {
+                Deadletter::List { from, limit, json } => ingest::list(cfg, from, limit, json),
+                Deadletter::Replay { seqs } => ingest::replay(cfg, &seqs),
+            })
+        }
+        Cmd::Bench {
+            what:
+                Bench::Ingest {
+                    quick,
+                    nats,
+                    messages,
+                    dir,
+                },
+        } => ingest::bench_ingest(quick, nats, messages, dir),
         Cmd::Bench {
             what: Bench::Store { quick, dir },
         } => inspect::bench_store(quick, dir),

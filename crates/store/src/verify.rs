@@ -260,7 +260,7 @@ impl Store {
             prev_time = event.recorded_at;
             report.records_checked += 1;
             expected += 1;
-            if report.records_checked % PROGRESS_EVERY == 0 {
+            if report.records_checked.is_multiple_of(PROGRESS_EVERY) {
                 progress(report.records_checked, head);
             }
         }

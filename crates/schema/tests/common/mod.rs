@@ -42,7 +42,7 @@ fn opened(n: u32, platform: Platform, service_type: ServiceType, reason: Reason)
         customer_id: Some(CustomerId::parse(&format!("c-{n}")).unwrap()),
         service_type,
         reason,
-        signed_for_at: (n % 2 == 0).then(|| at("2026-11-18T14:03:00+08:00")),
+        signed_for_at: n.is_multiple_of(2).then(|| at("2026-11-18T14:03:00+08:00")),
         opened_at: at("2026-11-20T20:00:00+08:00"),
         // Fields added after v1 was frozen: v1 wrote none of them.
         order_shipped: None,

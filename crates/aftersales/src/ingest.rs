@@ -1,0 +1,255 @@
+//! `ingest`, `deadletter` and `bench ingest`: the NATS side of the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_app::Tickets;
+use aftersales_clock::SystemClock;
+use aftersales_ingest::{bench, deadletter, Ingest, IngestConfig};
+use aftersales_store::{Store, StoreConfig};
+use aftersales_timers::RuleBook;
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::timers::rule_pack_chooser;
+
+/// The config file: TOML with a `[nats]` table (docs/INGEST.md lists every key).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    nats: IngestConfig,
+}
+
+/// Reads the config file (if any), then lets `--nats` override the URL.
+pub fn config(file: Option<&Path>, nats: Option<&str>) -> Result<IngestConfig> {
+    let mut cfg = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("{} is not a valid config", path.display()))?
+                .nats
+        }
+        None => IngestConfig::default(),
+    };
+    if let Some(url) = nats {
+        cfg.url = url.to_owned();
+    }
+    Ok(cfg)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Consumes platform webhooks from NATS into the store until SIGINT or SIGTERM.
+pub fn run(data: &Path, cfg: IngestConfig) -> Result<ExitCode> {
+    let store = Store::open(data, StoreConfig::new(Arc::new(SystemClock)))
+        .with_context(|| format!("opening the store in {}", data.display()))?;
+    let tickets = Tickets::new(Arc::new(store))
+        .context("reading the event log")?
+        .with_rule_packs(rule_pack_chooser(RuleBook::builtin()));
+    let tickets = Arc::new(tickets);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = cfg.connect().await?;
+        eprintln!(
+            "ingesting {}.> from {} into {} (SIGTERM or Ctrl-C stops)",
+            cfg.subject_prefix,
+            cfg.url,
+            data.display()
+        );
+        let ingest = Ingest::new(cfg, tickets.clone(), Arc::new(SystemClock));
+        let stats = ingest.stats();
+        ingest.run(client, shutdown_signal()).await?;
+        eprintln!(
+            "stopped: {} messages stored ({} redeliveries), {} dead-lettered",
+            stats.stored.load(std::sync::atomic::Ordering::Relaxed),
+            stats.duplicates.load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .dead_lettered
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    tickets.store().close().context("closing the store")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the dead letters, one per line (or JSON lines).
+pub fn list(cfg: IngestConfig, from: u64, limit: usize, json: bool) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let js = async_nats::jetstream::new(cfg.connect().await?);
+        let letters = deadletter::list(&js, &cfg, from, limit).await?;
+        for l in &letters {
+            if json {
+                println!("{}", serde_json::to_string(l)?);
+            } else {
+                println!(
+                    "{:>8}  {}  {:<34}  {:<32}  delivered {}x  {}",
+                    l.sequence, l.at, l.original_subject, l.reason_code, l.delivered, l.reason
+                );
+            }
+        }
+        if !json {
+            eprintln!(
+                "{} dead letter(s) in {}",
+                letters.len(),
+                cfg.deadletter_stream
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Feeds dead letters back to their original subjects.
+pub fn replay(cfg: IngestConfig, seqs: &[u64]) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let js = async_nats::jetstream::new(cfg.connect().await?);
+        let n = deadletter::replay(&js, &cfg, seqs).await?;
+        eprintln!("replayed {n} dead letter(s) to their original subjects");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A `nats-server -js` of the benchmark's own, on a free loopback port.
+struct OwnServer {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn own_server() -> Result<(OwnServer, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = tempfile::tempdir()?;
+    let child = std::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting nats-server (install it, or pass --nats URL)")?;
+    let server = OwnServer { child, _dir: dir };
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "nats-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((server, format!("nats://127.0.0.1:{port}")))
+}
+
+pub fn bench_ingest(
+    quick: bool,
+    nats: Option<String>,
+    messages: Option<usize>,
+    dir: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut b = if quick {
+        bench::BenchConfig::quick()
+    } else {
+        bench::BenchConfig::full()
+    };
+    if let Some(n) = messages {
+        b.messages = n;
+    }
+    let (_server, url) = match nats {
+        Some(url) => (None, url),
+        None => {
+            let (s, url) = own_server()?;
+            (Some(s), url)
+        }
+    };
+    let tmp = tempfile::tempdir()?;
+    let data = dir
+        .unwrap_or_else(|| tmp.path().to_path_buf())
+        .join("ingest-bench");
+    anyhow::ensure!(
+        !data.exists(),
+        "{} exists; the benchmark needs a fresh store",
+        data.display()
+    );
+    let run_id = std::process::id();
+    let cfg = IngestConfig {
+        url,
+        // Names of its own, so a shared broker's real streams are never touched.
+        stream: format!("BENCH_WEBHOOKS_{run_id}"),
+        subject_prefix: format!("bench{run_id}.webhooks"),
+        deadletter_stream: format!("BENCH_DEADLETTER_{run_id}"),
+        deadletter_prefix: format!("bench{run_id}.deadletter"),
+        consumer: "bench-ingest".into(),
+        ..IngestConfig::default()
+    };
+    let report = runtime()?.block_on(bench::run(&cfg, &data, &b, &|s| eprintln!("… {s}")))?;
+    println!(
+        "ingest benchmark: {} backlog messages (Taobao refund-created, one ticket each), \
+         then {} live at {:.0}/s",
+        report.messages, b.live_messages, report.live_per_s
+    );
+    let row = |label: &str, value: String| println!("{label:<44} {value:>12}");
+    let rate = |r: f64| format!("{r:.0}/s");
+    row("raw JetStream consume + ack", rate(report.raw_per_s));
+    row(
+        "ingest (adapter, decide, durable append, ack)",
+        rate(report.ingest_per_s),
+    );
+    row(
+        "ratio to raw JetStream (goal >= 0.5)",
+        format!("{:.2}", report.ratio()),
+    );
+    row(
+        "publish -> durable append p50",
+        format!("{:.1} ms", report.p50_ms),
+    );
+    row(
+        "publish -> durable append p99",
+        format!("{:.1} ms", report.p99_ms),
+    );
+    row("events stored", report.events_stored.to_string());
+    row(
+        "store alone, 64 writers x 1 event",
+        rate(report.store_per_s),
+    );
+    row("bare sled, batches of 64 + flush", rate(report.sled_per_s));
+    row(
+        "ingest / store alone",
+        format!("{:.2}", report.ingest_per_s / report.store_per_s),
+    );
+    row(
+        "bare sled / raw JetStream (the ceiling)",
+        format!("{:.2}", report.sled_per_s / report.raw_per_s),
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,330 @@
+//! The JetStream subscriber: a durable pull consumer, messages applied by a pool of worker
+//! threads (one ticket always on the same worker, so its messages keep their order), each
+//! message acknowledged only after its events are on disk.
+
+use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aftersales_adapters::{translate, Message, Unusable};
+use aftersales_app::Tickets;
+use aftersales_clock::Clock;
+use aftersales_ticket::Platform;
+use async_nats::jetstream::{self, consumer, AckKind};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::IngestConfig;
+use crate::deadletter::{self, Original};
+use crate::process::{apply_messages, verdict, Outcome, Verdict};
+use crate::IngestError;
+
+/// Counters of what the ingest did since it started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    /// Messages whose events were stored (or found stored: redeliveries).
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Negative acknowledgements: parked or retried.
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Publish → durable append, in microseconds, when [`Ingest::record_latency`] is on.
+    pub latencies_us: Mutex<Vec<u64>>,
+}
+
+impl Stats {
+    /// Messages settled for good (stored or dead-lettered).
+    pub fn settled(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed) + self.dead_lettered.load(Ordering::Relaxed)
+    }
+}
+
+/// The NATS ingest over one ticket handler.
+pub struct Ingest {
+    cfg: IngestConfig,
+    tickets: Arc<Tickets>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+    record_latency: bool,
+}
+
+struct Job {
+    msg: jetstream::Message,
+    translated: Result<Vec<Message>, Unusable>,
+}
+
+impl Ingest {
+    pub fn new(cfg: IngestConfig, tickets: Arc<Tickets>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            cfg,
+            tickets,
+            clock,
+            stats: Arc::default(),
+            record_latency: false,
+        }
+    }
+
+    /// Keeps the publish → durable-append latency of every message (for the benchmark).
+    pub fn record_latency(mut self) -> Self {
+        self.record_latency = true;
+        self
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Consumes until `shutdown` completes, then stops taking messages, lets the workers
+    /// finish (and acknowledge) the ones they hold, and returns.
+    pub async fn run(
+        self,
+        client: async_nats::Client,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), IngestError> {
+        let js = jetstream::new(client);
+        let (webhooks, _) = deadletter::ensure_streams(&js, &self.cfg).await?;
+        let consumer: consumer::PullConsumer = webhooks
+            .get_or_create_consumer(
+                &self.cfg.consumer,
+                consumer::pull::Config {
+                    durable_name: Some(self.cfg.consumer.clone()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(self.cfg.ack_wait_secs),
+                    // Unlimited on the server: a message the server gives up on would vanish
+                    // from our view; the workers dead-letter it themselves (`max_deliver`).
+                    max_deliver: -1,
+                    max_ack_pending: self.cfg.max_in_flight as i64,
+                    filter_subject: format!("{}.>", self.cfg.subject_prefix),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| IngestError::Nats(format!("consumer {}: {e}", self.cfg.consumer)))?;
+        info!(
+            stream = %self.cfg.stream,
+            consumer = %self.cfg.consumer,
+            workers = self.cfg.workers,
+            max_in_flight = self.cfg.max_in_flight,
+            "ingest consuming"
+        );
+        let shared = Arc::new(Shared {
+            js: js.clone(),
+            cfg: self.cfg.clone(),
+            tickets: self.tickets.clone(),
+            clock: self.clock.clone(),
+            stats: self.stats.clone(),
+            record_latency: self.record_latency,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let workers = self.cfg.workers.max(1);
+        let per_worker = (self.cfg.max_in_flight / workers).max(4);
+        let mut senders = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for n in 0..workers {
+            let (tx, rx) = mpsc::channel::<Job>(per_worker);
+            senders.push(tx);
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ingest-{n}"))
+                    .spawn(move || shared.work(rx))
+                    .map_err(|e| IngestError::Nats(format!("cannot start a worker: {e}")))?,
+            );
+        }
+        let batch = self.cfg.max_in_flight.clamp(1, 256);
+        let mut messages = pull(&consumer, batch).await?;
+        tokio::pin!(shutdown);
+        loop {
+            let next = tokio::select! {
+                _ = &mut shutdown => break,
+                next = messages.next() => next,
+            };
+            let msg = match next {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    // Missed heartbeats during a broker restart land here; the client
+                    // reconnects and the same pull stream goes on.
+                    warn!(error = %e, "pulling from NATS failed; retrying");
+                    continue;
+                }
+                None => {
+                    warn!("the pull stream ended; opening it again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    messages = pull(&consumer, batch).await?;
+                    continue;
+                }
+            };
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            let translated = self.translate(&msg);
+            let mut hasher = DefaultHasher::new();
+            match &translated {
+                Ok(ms) if !ms.is_empty() => ms[0].ticket_id.hash(&mut hasher),
+                _ => msg.subject.as_str().hash(&mut hasher),
+            }
+            let worker = (hasher.finish() % workers as u64) as usize;
+            if senders[worker].send(Job { msg, translated }).await.is_err() {
+                return Err(IngestError::Nats("an ingest worker stopped".into()));
+            }
+        }
+        info!("ingest stopping: finishing the messages in hand");
+        drop(senders);
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await
+        .map_err(|e| IngestError::Nats(format!("joining the workers: {e}")))?;
+        info!(
+            stored = self.stats.stored.load(Ordering::Relaxed),
+            dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
+            "ingest stopped"
+        );
+        Ok(())
+    }
+
+    fn translate(&self, msg: &jetstream::Message) -> Result<Vec<Message>, Unusable> {
+        let token = msg
+            .subject
+            .as_str()
+            .strip_prefix(&self.cfg.subject_prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or("");
+        let platform = Platform::from_str(token).map_err(|_| Unusable::Malformed {
+            detail: format!(
+                "subject `{}` names no platform (expected {}.<platform>)",
+                msg.subject, self.cfg.subject_prefix
+            ),
+        })?;
+        translate(&platform, &msg.payload)
+    }
+}
+
+async fn pull(
+    consumer: &consumer::PullConsumer,
+    batch: usize,
+) -> Result<consumer::pull::Stream, IngestError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await
+        .map_err(|e| IngestError::Nats(format!("pull: {e}")))
+}
+
+struct Shared {
+    js: jetstream::Context,
+    cfg: IngestConfig,
+    tickets: Arc<Tickets>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+    record_latency: bool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    fn work(&self, mut rx: mpsc::Receiver<Job>) {
+        let limits = self.cfg.limits();
+        while let Some(job) = rx.blocking_recv() {
+            let outcome = match job.translated {
+                Ok(messages) => apply_messages(&self.tickets, messages),
+                Err(unusable) => Outcome::Unusable(unusable),
+            };
+            let (delivered, sequence, age) = match job.msg.info() {
+                Ok(info) => {
+                    // Server time against ours: the same host or NTP-synchronised ones.
+                    let age = (self.clock.now() - info.published)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO);
+                    (info.delivered.max(1) as u64, info.stream_sequence, age)
+                }
+                Err(_) => (1, 0, Duration::ZERO),
+            };
+            let v = verdict(&outcome, delivered, age, &limits);
+            self.runtime
+                .block_on(self.settle(&job.msg, &outcome, v, delivered, sequence, age));
+        }
+    }
+
+    async fn settle(
+        &self,
+        msg: &jetstream::Message,
+        outcome: &Outcome,
+        v: Verdict,
+        delivered: u64,
+        sequence: u64,
+        age: Duration,
+    ) {
+        let subject = msg.subject.as_str();
+        let acked = match v {
+            Verdict::Ack => {
+                if let Outcome::Stored {
+                    applied,
+                    duplicates,
+                } = outcome
+                {
+                    self.stats.stored.fetch_add(1, Ordering::Relaxed);
+                    if *applied == 0 && *duplicates > 0 {
+                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    debug!(subject, sequence, applied, duplicates, "stored");
+                }
+                if self.record_latency {
+                    if let Ok(mut l) = self.stats.latencies_us.lock() {
+                        l.push(age.as_micros() as u64);
+                    }
+                }
+                msg.ack().await
+            }
+            Verdict::Retry(delay) => {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Outcome::Refused {
+                        ticket, rejection, ..
+                    } => {
+                        debug!(subject, sequence, %ticket, code = rejection.code(), ?delay, "parked")
+                    }
+                    Outcome::Failed(error) => {
+                        warn!(subject, sequence, delivered, %error, ?delay, "will retry")
+                    }
+                    _ => {}
+                }
+                msg.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Verdict::DeadLetter(reason) => {
+                let original = Original {
+                    subject,
+                    sequence,
+                    delivered,
+                    payload: msg.payload.clone(),
+                };
+                match deadletter::publish(&self.js, &self.cfg, original, &reason.code, &reason.text)
+                    .await
+                {
+                    Ok(()) => {
+                        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        warn!(subject, sequence, code = %reason.code, reason = %reason.text, "dead-lettered");
+                        msg.ack().await
+                    }
+                    Err(e) => {
+                        // Not stored as a dead letter: it must come back, not vanish.
+                        warn!(subject, sequence, error = %e, "dead letter failed; will retry");
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await
+                    }
+                }
+            }
+        };
+        if let Err(e) = acked {
+            // The message comes back after ack_wait; its events are stored, so the
+            // redelivery is a no-op.
+            warn!(subject, sequence, error = %e, "acknowledgement not sent");
+        }
+    }
+}
