@@ -112,3 +112,77 @@ fn ingest_killed_mid_batch_stores_every_message_exactly_once() {
         assert_eq!(tickets.history(&id).unwrap().len(), 1, "message {n}");
     }
 }
+
+#[test]
+fn deadletter_list_shows_why_and_replay_feeds_it_back() {
+    let server = NatsServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let js = rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        aftersales_ingest::deadletter::ensure_streams(&js, &Default::default())
+            .await
+            .unwrap();
+        for (subject, body) in [
+            (
+                "aftersales.webhooks.douyin",
+                &b"{\"tag\":\"999\",\"msg_id\":\"x\",\"data\":{}}"[..],
+            ),
+            ("aftersales.webhooks.tmall", &sample(1)[..]),
+        ] {
+            js.publish(subject, body.to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        js
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("aftersales.toml");
+    std::fs::write(&config, "[nats]\nworkers = 2\n").unwrap();
+    let mut child = spawn_ingest(&dir.path().join("store"), &config, &server.url());
+    wait_until(60, "both messages to be settled", || {
+        let (delivered, left) = progress(&rt, &js);
+        delivered >= 2 && left == 0
+    });
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(args)
+            .args(["--nats", &server.url()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (listed, _) = cli(&["deadletter", "list", "--json"]);
+    let letters: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1, "{listed}");
+    assert_eq!(letters[0]["original_subject"], "aftersales.webhooks.douyin");
+    assert_eq!(letters[0]["reason_code"], "unknown_topic");
+    assert!(letters[0]["reason"].as_str().unwrap().contains("999"));
+    let (_, said) = cli(&["deadletter", "replay"]);
+    assert!(said.contains("replayed 1"), "{said}");
+    let (listed, _) = cli(&["deadletter", "list", "--json"]);
+    assert_eq!(listed, "", "a replayed dead letter is removed");
+    // It is back on its original subject, waiting for the next ingest.
+    let (_, left) = progress(&rt, &js);
+    assert_eq!(left, 1);
+}

@@ -45,6 +45,8 @@ impl BenchConfig {
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub messages: usize,
+    /// Asynchronous publishes confirmed by the broker (what a gateway sees).
+    pub publish_per_s: f64,
     pub raw_per_s: f64,
     pub ingest_per_s: f64,
     pub live_per_s: f64,
@@ -113,7 +115,9 @@ pub async fn run(
     let (webhooks, _) = deadletter::ensure_streams(&js, cfg).await?;
     let subject = format!("{}.tmall", cfg.subject_prefix);
     progress(&format!("publishing {} messages", bench.messages));
+    let started = Instant::now();
     publish_all(&js, &subject, 0..bench.messages).await?;
+    let publish_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
 
     progress("raw JetStream consume + ack");
     let raw: consumer::PullConsumer = webhooks
@@ -249,6 +253,7 @@ pub async fn run(
     }
     Ok(BenchReport {
         messages: bench.messages,
+        publish_per_s,
         raw_per_s,
         ingest_per_s,
         live_per_s,
