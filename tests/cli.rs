@@ -89,7 +89,15 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nothing-here");
     let missing = missing.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["serve", "--data", missing, "--http", "0.0.0.0:0"],
+            "without tokens",
+        ),
+        (
+            &["serve", "--data", missing, "--http", "localhost"],
+            "is not an address",
+        ),
         (&["verify", "--data", missing], "no store at"),
         (&["ticket", "--data", missing, "jd:1"], "no store at"),
         (
@@ -138,10 +146,103 @@ fn every_command_has_help() {
         &["bench", "--help"],
         &["bench", "store", "--help"],
         &["bench", "timers", "--help"],
+        &["bench", "ingest", "--help"],
+        &["serve", "--help"],
+        &["ingest", "--help"],
+        &["deadletter", "--help"],
+        &["deadletter", "list", "--help"],
+        &["deadletter", "replay", "--help"],
     ] {
         let out = aftersales(args);
         let (stdout, _) = text(&out);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout.contains("Usage: aftersales"), "{args:?}: {stdout}");
     }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    (status, out.split_once("\r\n\r\n").unwrap().1.to_owned())
+}
+
+#[test]
+fn serve_takes_webhooks_answers_queries_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args(["serve", "--http", &addr, "--data"])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if an assertion fails first, so no server outlives the test.
+    struct KillOnDrop(Option<std::process::Child>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+            }
+        }
+    }
+    let mut guard = KillOnDrop(Some(child));
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(started.elapsed().as_secs() < 30, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(http(&addr, "GET", "/readyz", b"").0, 200);
+    // Applied just now, so the review deadline is still ahead.
+    let now = chrono::Utc::now().timestamp();
+    let douyin = format!(
+        r#"[{{"tag":"200","msg_id":"m1","data":{{"aftersale_id":555,"aftersale_type":0,"apply_time":{now},"p_id":1,"s_id":2,"refund_amount":9900}}}}]"#
+    );
+    let (status, body) = http(&addr, "POST", "/v1/webhooks/douyin", douyin.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    // The scheduler follows the log, so its view of the new ticket comes a moment later.
+    let mut view = serde_json::Value::Null;
+    for _ in 0..250 {
+        let (status, body) = http(&addr, "GET", "/v1/tickets/douyin:555", b"");
+        assert_eq!(status, 200, "{body}");
+        view = serde_json::from_str(&body).unwrap();
+        if !view["open_deadlines"].as_array().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(view["state"], "pending_review");
+    let deadlines = view["open_deadlines"].as_array().unwrap();
+    assert!(deadlines.iter().any(|d| d["kind"] == "review"), "{view}");
+    let (_, metrics) = http(&addr, "GET", "/metrics", b"");
+    assert!(metrics.contains("aftersales_events_stored 1"), "{metrics}");
+
+    let child = guard.0.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped cleanly: 1 events"), "{stderr}");
+    let out = aftersales(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
 }

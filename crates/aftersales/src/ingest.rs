@@ -11,37 +11,19 @@ use aftersales_ingest::{bench, deadletter, Ingest, IngestConfig};
 use aftersales_store::{Store, StoreConfig};
 use aftersales_timers::RuleBook;
 use anyhow::{Context, Result};
-use serde::Deserialize;
 
 use crate::timers::rule_pack_chooser;
 
-/// The config file: TOML with a `[nats]` table (docs/INGEST.md lists every key).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    nats: IngestConfig,
-}
-
-/// Reads the config file (if any), then lets `--nats` override the URL.
+/// The `[nats]` table of the config file (if any), then `--nats` overrides the URL.
 pub fn config(file: Option<&Path>, nats: Option<&str>) -> Result<IngestConfig> {
-    let mut cfg = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<FileConfig>(&text)
-                .with_context(|| format!("{} is not a valid config", path.display()))?
-                .nats
-        }
-        None => IngestConfig::default(),
-    };
+    let mut cfg = crate::serve::load(file)?.nats.unwrap_or_default();
     if let Some(url) = nats {
         cfg.url = url.to_owned();
     }
     Ok(cfg)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,7 +31,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -175,6 +157,7 @@ pub fn bench_ingest(
     quick: bool,
     nats: Option<String>,
     messages: Option<usize>,
+    replicas: usize,
     dir: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let mut b = if quick {
@@ -210,6 +193,7 @@ pub fn bench_ingest(
         deadletter_stream: format!("BENCH_DEADLETTER_{run_id}"),
         deadletter_prefix: format!("bench{run_id}.deadletter"),
         consumer: "bench-ingest".into(),
+        replicas,
         ..IngestConfig::default()
     };
     let report = runtime()?.block_on(bench::run(&cfg, &data, &b, &|s| eprintln!("… {s}")))?;
@@ -220,6 +204,10 @@ pub fn bench_ingest(
     );
     let row = |label: &str, value: String| println!("{label:<44} {value:>12}");
     let rate = |r: f64| format!("{r:.0}/s");
+    row(
+        "publish, confirmed by the broker",
+        rate(report.publish_per_s),
+    );
     row("raw JetStream consume + ack", rate(report.raw_per_s));
     row(
         "ingest (adapter, decide, durable append, ack)",

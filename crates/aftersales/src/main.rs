@@ -4,6 +4,7 @@
 mod demo;
 mod ingest;
 mod inspect;
+mod serve;
 mod timers;
 
 use std::path::PathBuf;
@@ -65,6 +66,23 @@ enum Cmd {
         /// A holiday calendar file to use instead of the built-in rules/calendar/cn.toml.
         #[arg(long)]
         calendar: Option<PathBuf>,
+    },
+    /// Run the service: the HTTP API (webhooks, tickets, health, metrics), the deadline
+    /// scheduler and, with NATS configured, the ingest; SIGTERM or Ctrl-C stops it cleanly.
+    Serve {
+        /// The store directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// Consume webhooks from this NATS server too (or set a [nats] table in --config).
+        #[arg(long)]
+        nats: Option<String>,
+        /// The HTTP address (default: the config file's, else 127.0.0.1:8080). Any address
+        /// other than loopback needs tokens in the config file.
+        #[arg(long)]
+        http: Option<String>,
+        /// A TOML config file with [nats] and [http] tables.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Consume platform webhooks from NATS JetStream (`aftersales.webhooks.<platform>`) into
     /// the store until SIGTERM or Ctrl-C; unusable messages go to the dead-letter stream.
@@ -132,6 +150,9 @@ enum Bench {
         /// Backlog messages (default: 50,000; 3,000 with --quick).
         #[arg(long)]
         messages: Option<usize>,
+        /// Stream replicas (3 on a JetStream cluster: what broker-side durability costs).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// Where to put the benchmark's store (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -178,6 +199,12 @@ fn main() -> ExitCode {
             rules,
             calendar,
         } => timers::advance(&data, &to, rules.as_deref(), calendar.as_deref()),
+        Cmd::Serve {
+            data,
+            nats,
+            http,
+            config,
+        } => serve::run(&data, nats, http, config),
         Cmd::Ingest { data, nats, config } => ingest::config(config.as_deref(), nats.as_deref())
             .and_then(|cfg| ingest::run(&data, cfg)),
         Cmd::Deadletter { what, nats, config } => {
@@ -192,9 +219,10 @@ fn main() -> ExitCode {
                     quick,
                     nats,
                     messages,
+                    replicas,
                     dir,
                 },
-        } => ingest::bench_ingest(quick, nats, messages, dir),
+        } => ingest::bench_ingest(quick, nats, messages, replicas, dir),
         Cmd::Bench {
             what: Bench::Store { quick, dir },
         } => inspect::bench_store(quick, dir),

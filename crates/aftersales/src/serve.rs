@@ -1,0 +1,172 @@
+//! `serve`: the HTTP API, the deadline scheduler and (with NATS configured) the ingest in
+//! one process, stopped gracefully by SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_app::Tickets;
+use aftersales_clock::SystemClock;
+use aftersales_http::{open_is_allowed, router, Api, Tokens};
+use aftersales_ingest::{Ingest, IngestConfig};
+use aftersales_scheduler::Scheduler;
+use aftersales_store::{Store, StoreConfig};
+use aftersales_timers::{Calendar, RuleBook};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::ingest::{runtime, shutdown_signal};
+use crate::timers::rule_pack_chooser;
+
+/// The config file (TOML): `[nats]` (docs/INGEST.md) and `[http]`; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub nats: Option<IngestConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub addr: String,
+    pub read_tokens: Vec<String>,
+    pub write_tokens: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            read_tokens: Vec::new(),
+            write_tokens: Vec::new(),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+pub fn load(file: Option<&Path>) -> Result<FileConfig> {
+    let Some(path) = file else {
+        return Ok(FileConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
+}
+
+pub fn run(
+    data: &Path,
+    nats: Option<String>,
+    http: Option<String>,
+    config: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let file = load(config.as_deref())?;
+    let mut nats_cfg = file.nats;
+    if let Some(url) = nats {
+        nats_cfg.get_or_insert_with(IngestConfig::default).url = url;
+    }
+    let addr_text = http.unwrap_or(file.http.addr);
+    let addr: SocketAddr = addr_text
+        .parse()
+        .with_context(|| format!("--http {addr_text:?} is not an address like 127.0.0.1:8080"))?;
+    let tokens = Tokens {
+        read: file.http.read_tokens,
+        write: file.http.write_tokens,
+    };
+    if tokens.is_empty() && !open_is_allowed(&addr) {
+        bail!(
+            "refusing to serve on {addr} without tokens: set [http] read_tokens and \
+             write_tokens in the config file, or bind to 127.0.0.1"
+        );
+    }
+
+    let store = Store::open(data, StoreConfig::new(Arc::new(SystemClock)))
+        .with_context(|| format!("opening the store in {}", data.display()))?;
+    let tickets = Arc::new(
+        Tickets::new(Arc::new(store))
+            .context("reading the event log")?
+            .with_rule_packs(rule_pack_chooser(RuleBook::builtin())),
+    );
+    let scheduler = Arc::new(
+        Scheduler::start(tickets.clone(), RuleBook::builtin(), Calendar::builtin())
+            .context("building the deadline index")?,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer_thread = {
+        let (scheduler, stop) = (scheduler.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || scheduler.run(&SystemClock, &stop, Duration::from_millis(500)))?
+    };
+
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let ingest = match nats_cfg {
+            Some(cfg) => {
+                let client = cfg.connect().await?;
+                let ingest = Ingest::new(cfg, tickets.clone(), Arc::new(SystemClock));
+                let stats = ingest.stats();
+                let task = tokio::spawn(ingest.run(client, stopped(stop_rx.clone())));
+                Some((stats, task))
+            }
+            None => None,
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let api = Api {
+            tickets: tickets.clone(),
+            scheduler: Some(scheduler.clone()),
+            ingest: ingest.as_ref().map(|(s, _)| s.clone()),
+            tokens,
+            ready: ready.clone(),
+            max_body_bytes: file.http.max_body_bytes,
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        eprintln!(
+            "serving http://{} (store {}{}); SIGTERM or Ctrl-C stops",
+            listener.local_addr()?,
+            data.display(),
+            if ingest.is_some() {
+                ", NATS ingest on"
+            } else {
+                ""
+            }
+        );
+        ready.store(true, Ordering::Release);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new requests or messages");
+            let _ = stop_tx.send(true);
+        });
+        axum::serve(listener, router(api))
+            .with_graceful_shutdown(stopped(stop_rx))
+            .await
+            .context("serving HTTP")?;
+        if let Some((_, task)) = ingest {
+            task.await.context("the ingest task")??;
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    stop.store(true, Ordering::Release);
+    let fired = timer_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scheduler panicked"))?;
+    result?;
+    tickets.store().close().context("closing the store")?;
+    eprintln!(
+        "stopped cleanly: {} events in the log, {} deadlines fired in this run",
+        tickets.store().head_position(),
+        fired.fired
+    );
+    Ok(ExitCode::SUCCESS)
+}

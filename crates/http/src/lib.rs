@@ -1,0 +1,367 @@
+//! The HTTP API: the webhook endpoint for sources without NATS (the same adapters and
+//! deduplication as the NATS ingest), ticket reads for dashboards and auditors, health and
+//! Prometheus metrics. JSON everywhere; every error is `{"error": {"code", "message"}}`
+//! with a stable code.
+//!
+//! This crate must never decide or parse platform formats (it calls `aftersales-ingest`
+//! and `aftersales-app`), serve without a token on anything but loopback (the binary checks
+//! the address), or log request bodies (they hold personal data).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use aftersales_app::{HandleError, Tickets};
+use aftersales_ingest::{Outcome, Stats};
+use aftersales_scheduler::Scheduler;
+use aftersales_ticket::{Platform, State, TicketId};
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, Query, Request, State as Shared};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Who may call what: read tokens see tickets and metrics; write tokens also post
+/// webhooks. No tokens at all: everyone may do everything (the binary then binds to
+/// loopback only).
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+}
+
+impl Tokens {
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+}
+
+/// What the API serves from.
+#[derive(Clone)]
+pub struct Api {
+    pub tickets: Arc<Tickets>,
+    pub scheduler: Option<Arc<Scheduler>>,
+    pub ingest: Option<Arc<Stats>>,
+    pub tokens: Tokens,
+    /// Set once the service is up (read models built, consumers attached).
+    pub ready: Arc<AtomicBool>,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Requests the API refuses, as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<HandleError> for ApiError {
+    fn from(e: HandleError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+    }
+}
+
+/// The routes (see docs/HTTP.md).
+pub fn router(api: Api) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/tickets/{id}", get(ticket))
+        .route("/v1/tickets/{id}/events", get(events))
+        .route("/v1/webhooks/{platform}", post(webhook))
+        .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(api)
+}
+
+async fn authorize(
+    Shared(api): Shared<Api>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if api.tokens.is_empty() {
+        return Ok(next.run(request).await);
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an `Authorization: Bearer <token>` header is required",
+            )
+        })?;
+    let writes = api.tokens.write.iter().any(|t| t == token);
+    let reads = writes || api.tokens.read.iter().any(|t| t == token);
+    let needs_write = request.method() != Method::GET;
+    if (needs_write && !writes) || !reads {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            if reads {
+                "this token may read, not write"
+            } else {
+                "unknown token"
+            },
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+async fn readyz(Shared(api): Shared<Api>) -> Response {
+    if api.ready.load(Ordering::Acquire) {
+        Json(json!({"ready": true})).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "the service is still starting",
+        )
+        .into_response()
+    }
+}
+
+fn ticket_id(id: &str) -> Result<TicketId, ApiError> {
+    TicketId::parse(id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_ticket_id", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct AsOf {
+    as_of: Option<String>,
+}
+
+async fn ticket(
+    Shared(api): Shared<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<AsOf>,
+) -> Result<Json<Value>, ApiError> {
+    let id = ticket_id(&id)?;
+    let as_of = q
+        .as_of
+        .as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_as_of",
+                        format!("as_of `{t}` is not an RFC 3339 instant"),
+                    )
+                })
+        })
+        .transpose()?;
+    let tickets = api.tickets.clone();
+    let key = id.clone();
+    let (ticket, history) = tokio::task::spawn_blocking(move || match as_of {
+        Some(at) => tickets.load_as_of(&key, at),
+        None => tickets
+            .history(&key)
+            .and_then(|h| Ok((tickets.load(&key)?, h))),
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    if history.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ticket_not_found",
+            format!(
+                "ticket {id} has no events{}",
+                if as_of.is_some() { " as of then" } else { "" }
+            ),
+        ));
+    }
+    // Open deadlines are today's; an as-of view shows the state only.
+    let deadlines = match (&api.scheduler, as_of) {
+        (Some(s), None) => s
+            .armed(&id)
+            .iter()
+            .map(|d| json!({"kind": d.deadline.kind, "due_at": d.deadline.due_at, "rule": d.deadline.rule_id}))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Json(json!({
+        "id": id,
+        "state": ticket.state().map(State::as_str),
+        "ticket": ticket,
+        "open_deadlines": deadlines,
+        "version": history.last().map(|s| s.version),
+        "as_of": as_of,
+    })))
+}
+
+async fn events(Shared(api): Shared<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = ticket_id(&id)?;
+    let tickets = api.tickets.clone();
+    let key = id.clone();
+    let history = tokio::task::spawn_blocking(move || tickets.history(&key))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    if history.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ticket_not_found",
+            format!("ticket {id} has no events"),
+        ));
+    }
+    Ok(Json(json!({
+        "id": id,
+        "events": history.iter().map(|s| json!({
+            "position": s.position,
+            "version": s.version,
+            "envelope": s.envelope,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn webhook(
+    Shared(api): Shared<Api>,
+    Path(platform): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let platform = Platform::from_str(&platform)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_platform", e.to_string()))?;
+    let body = to_bytes(body, api.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body exceeds {} bytes", api.max_body_bytes),
+        )
+    })?;
+    let tickets = api.tickets.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || aftersales_ingest::apply(&tickets, &platform, &body))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+    match outcome {
+        Outcome::Stored {
+            applied,
+            duplicates,
+        } => Ok(Json(json!({"stored": applied, "duplicates": duplicates}))),
+        Outcome::Unusable(u) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            u.code(),
+            u.to_string(),
+        )),
+        // The sender should retry later: its ticket may not exist yet (platforms reorder).
+        Outcome::Refused {
+            ticket,
+            rejection,
+            parkable: true,
+        } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("refused_{}", rejection.code()),
+            format!("ticket {ticket}: {rejection}; retry later"),
+        )),
+        Outcome::Refused {
+            ticket, rejection, ..
+        } => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused_{}", rejection.code()),
+            format!("ticket {ticket}: {rejection}"),
+        )),
+        Outcome::Failed(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e,
+        )),
+    }
+}
+
+async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "aftersales_events_stored",
+        "Events in the log (its head position).",
+        "gauge",
+        api.tickets.store().head_position(),
+    );
+    if let Some(s) = &api.scheduler {
+        gauge(
+            "aftersales_deadlines_open",
+            "Armed deadlines not yet fired.",
+            "gauge",
+            s.armed_count() as u64,
+        );
+    }
+    if let Some(st) = &api.ingest {
+        let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            "aftersales_ingest_received_total",
+            "Messages received from NATS.",
+            "counter",
+            c(&st.received),
+        );
+        gauge(
+            "aftersales_ingest_stored_total",
+            "Messages stored (or found stored).",
+            "counter",
+            c(&st.stored),
+        );
+        gauge(
+            "aftersales_ingest_redelivered_total",
+            "Messages found stored already.",
+            "counter",
+            c(&st.duplicates),
+        );
+        gauge(
+            "aftersales_ingest_retried_total",
+            "Messages parked or retried.",
+            "counter",
+            c(&st.retried),
+        );
+        gauge(
+            "aftersales_dead_letters_total",
+            "Messages dead-lettered.",
+            "counter",
+            c(&st.dead_lettered),
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Whether serving on `addr` without tokens is allowed (loopback only).
+pub fn open_is_allowed(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
