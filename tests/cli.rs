@@ -152,6 +152,9 @@ fn every_command_has_help() {
         &["deadletter", "--help"],
         &["deadletter", "list", "--help"],
         &["deadletter", "replay", "--help"],
+        &["export", "--help"],
+        &["replay", "--help"],
+        &["import", "--help"],
     ] {
         let out = aftersales(args);
         let (stdout, _) = text(&out);
@@ -245,4 +248,72 @@ fn serve_takes_webhooks_answers_queries_and_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("stopped cleanly: 1 events"), "{stderr}");
     let out = aftersales(&["verify", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn export_replay_and_import_serve_an_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = demo_store(dir.path());
+    let lines = |out: &Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success(), "{}", text(out).1);
+        text(out)
+            .0
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = lines(&aftersales(&["export", "--data", &data]));
+    let positions: Vec<u64> = all
+        .iter()
+        .map(|l| l["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "the whole log, in order"
+    );
+    let one = lines(&aftersales(&[
+        "export", "--data", &data, "--ticket", "jd:7001",
+    ]));
+    assert!(!one.is_empty() && one.len() < all.len());
+    assert!(one.iter().all(|l| l["envelope"]["ticket_id"] == "jd:7001"));
+    // Before the first record nothing was recorded yet.
+    let none = lines(&aftersales(&[
+        "export",
+        "--data",
+        &data,
+        "--as-of",
+        "2000-01-01T00:00:00Z",
+    ]));
+    assert!(none.is_empty());
+
+    let digest = |data: &str| {
+        let out = aftersales(&["replay", "--data", data]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stdout.starts_with("replayed "), "{stdout}");
+        stdout.lines().last().unwrap().to_owned()
+    };
+    let first = digest(&data);
+    assert!(first.starts_with("digest "), "{first}");
+    assert_eq!(digest(&data), first, "the same log gives the same digest");
+
+    let file = dir.path().join("taobao.jsonl");
+    let created = r#"{"topic":"taobao_refund_RefundCreated","id":1,"content":"{\"refund_id\":9,\"tid\":1,\"refund_fee\":\"5.00\",\"bill_type\":\"return_bill\",\"modified\":\"2026-11-20 10:00:00\"}"}"#;
+    std::fs::write(&file, format!("{created}\n\nnot json\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let out = aftersales(&["import", "--data", &data, "--platform", "taobao", file]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 3: not_json"), "{stderr}");
+    assert!(
+        stderr.contains("1 commands stored, 0 already stored, 1 lines not used"),
+        "{stderr}"
+    );
+    let out = aftersales(&["import", "--data", &data, "--platform", "taobao", file]);
+    assert!(
+        text(&out).1.contains("0 commands stored, 1 already stored"),
+        "imported twice, stored once"
+    );
+    assert_ne!(digest(&data), first, "the new ticket changes the digest");
 }

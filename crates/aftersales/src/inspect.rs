@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
 /// Opens an existing store; a missing directory is an error, not a new empty store.
-fn open_existing(data: &Path) -> Result<Store> {
+pub(crate) fn open_existing(data: &Path) -> Result<Store> {
     if !data.exists() {
         bail!(
             "no store at {} (give --data the directory a store was written to)",

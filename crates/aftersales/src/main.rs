@@ -1,6 +1,7 @@
 //! `aftersales`: the binary that wires the crates together. Subcommands only parse their
 //! arguments, open what they need and print; the rules live in the library crates.
 
+mod audit;
 mod demo;
 mod ingest;
 mod inspect;
@@ -48,6 +49,39 @@ enum Cmd {
         /// RFC 3339 instant, e.g. 2026-11-21T12:00:00+08:00 (by the time events were recorded).
         #[arg(long)]
         as_of: Option<String>,
+    },
+    /// Print the log as JSON lines ({position, version, envelope}), all of it or one
+    /// ticket's, optionally as recorded up to an instant.
+    Export {
+        /// The store directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// RFC 3339 instant: only events recorded up to it.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only this ticket's events.
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+    /// Rebuild every ticket from the log; prints the event count, the rate, tickets by
+    /// state and a digest that is the same on every rebuild of the same log.
+    Replay {
+        /// The store directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Feed platform webhook bodies (one JSON body per line) through the same adapters as
+    /// NATS; lines not used are reported with why (exit 1). Safe to repeat.
+    Import {
+        /// The store directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// The platform the bodies come from: jd, tmall, pdd, kuaishou, douyin, or a
+        /// merchant-defined name for the generic format.
+        #[arg(long)]
+        platform: String,
+        /// The file, or - for standard input.
+        file: String,
     },
     /// Fire every deadline due up to an instant: each becomes one stored expiry (with the
     /// platform's automatic outcome, if its rule has one); a deadline already fired is not
@@ -205,6 +239,17 @@ fn main() -> ExitCode {
             http,
             config,
         } => serve::run(&data, nats, http, config),
+        Cmd::Export {
+            data,
+            as_of,
+            ticket,
+        } => audit::export(&data, as_of.as_deref(), ticket.as_deref()),
+        Cmd::Replay { data } => audit::replay(&data),
+        Cmd::Import {
+            data,
+            platform,
+            file,
+        } => audit::import(&data, &platform, &file),
         Cmd::Ingest { data, nats, config } => ingest::config(config.as_deref(), nats.as_deref())
             .and_then(|cfg| ingest::run(&data, cfg)),
         Cmd::Deadletter { what, nats, config } => {

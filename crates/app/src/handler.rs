@@ -298,7 +298,7 @@ fn stream_of(ticket: &TicketId) -> Result<StreamId, HandleError> {
 
 /// Decodes a stored record, completing its envelope with the store's own facts and checking
 /// that the payload is the event the store filed.
-pub(crate) fn read(record: RecordedEvent) -> Result<Stored, HandleError> {
+pub fn read(record: RecordedEvent) -> Result<Stored, HandleError> {
     let envelope = decode_stored(&record.payload, record.recorded_at).map_err(|source| {
         HandleError::Unreadable {
             position: record.position,

@@ -14,5 +14,8 @@
 mod handler;
 mod order_lines;
 
-pub use handler::{event_id, HandleError, Handled, RulePackChooser, Stored, Submission, Tickets};
+pub use handler::{
+    event_id, read as read_record, HandleError, Handled, RulePackChooser, Stored, Submission,
+    Tickets,
+};
 pub use order_lines::OrderLineIndex;
