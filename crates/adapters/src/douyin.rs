@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::flex;
-use crate::{note, ticket_id, IfRefused, Message, Opening, Unusable};
+use crate::{note, refund, ticket_id, IfRefused, Message, Opening, Unusable};
 
 #[derive(Deserialize)]
 struct Push {
@@ -151,18 +151,7 @@ pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
         ),
         "206" => {
             let amount = amount()?;
-            let disposal = if is_return {
-                Disposal::Refund {
-                    amount,
-                    return_shipping: Money::ZERO,
-                    customer_consent: None,
-                }
-            } else {
-                Disposal::RefundWithoutReturn {
-                    amount,
-                    customer_consent: None,
-                }
-            };
+            let disposal = refund(amount, !is_return);
             (
                 Actor::Platform,
                 Command::Dispose { disposal },

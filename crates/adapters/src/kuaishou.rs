@@ -15,12 +15,12 @@
 //! again: resubmitted), 60 (refund succeeded) and 70 (refund failed, kept as a note); any
 //! other status is dead-lettered with its code, to be mapped and replayed once confirmed.
 
-use aftersales_ticket::{Actor, Command, Disposal, Money, Platform, ServiceType};
+use aftersales_ticket::{Actor, Command, Money, Platform, ServiceType};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::flex;
-use crate::{note, ticket_id, IfRefused, Message, Opening, Unusable};
+use crate::{note, refund, ticket_id, IfRefused, Message, Opening, Unusable};
 
 #[allow(non_snake_case)]
 #[derive(Deserialize)]
@@ -106,18 +106,7 @@ pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
             ),
             60 => {
                 let amount = fee()?;
-                let disposal = if service_type == ServiceType::RefundOnly {
-                    Disposal::RefundWithoutReturn {
-                        amount,
-                        customer_consent: None,
-                    }
-                } else {
-                    Disposal::Refund {
-                        amount,
-                        return_shipping: Money::ZERO,
-                        customer_consent: None,
-                    }
-                };
+                let disposal = refund(amount, service_type == ServiceType::RefundOnly);
                 (
                     Actor::Platform,
                     Command::Dispose { disposal },

@@ -20,8 +20,8 @@ pub mod pdd;
 pub mod tmall;
 
 use aftersales_ticket::{
-    Actor, Command, CustomerId, InvalidValue, Money, NewTicket, Note, OrderId, OrderLineId,
-    Platform, PlatformTicketId, Reason, ServiceType, Sku, TicketId, Timestamp,
+    Actor, Command, CustomerId, Disposal, InvalidValue, Money, NewTicket, Note, OrderId,
+    OrderLineId, Platform, PlatformTicketId, Reason, ServiceType, Sku, TicketId, Timestamp,
 };
 use serde_json::Value;
 
@@ -189,6 +189,23 @@ impl Opening<'_> {
                 ticket: Box::new(ticket),
             },
         ))
+    }
+}
+
+/// The refund a platform reports as paid: with the goods kept by the customer (refund-only
+/// requests) or after they came back.
+fn refund(amount: Money, goods_stay: bool) -> Disposal {
+    if goods_stay {
+        Disposal::RefundWithoutReturn {
+            amount,
+            customer_consent: None,
+        }
+    } else {
+        Disposal::Refund {
+            amount,
+            return_shipping: Money::ZERO,
+            customer_consent: None,
+        }
     }
 }
 

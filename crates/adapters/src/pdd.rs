@@ -12,12 +12,12 @@
 //! `pdd_refund_RefundAgreeAgreement`, `pdd_refund_RefundRefuseAgreement`,
 //! `pdd_refund_RefundBuyerReturnGoods`, `pdd_refund_RefundClosed`, `pdd_refund_RefundSuccess`.
 
-use aftersales_ticket::{Actor, Command, Disposal, Money, Platform, ReturnMethod, ServiceType};
+use aftersales_ticket::{Actor, Command, Money, Platform, ReturnMethod, ServiceType};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::flex;
-use crate::{note, ticket_id, IfRefused, Message, Opening, Unusable};
+use crate::{note, refund, ticket_id, IfRefused, Message, Opening, Unusable};
 
 #[allow(non_snake_case)]
 #[derive(Deserialize)]
@@ -115,18 +115,7 @@ pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
         _ => {
             // RefundSuccess
             let amount = fee()?;
-            let disposal = if c.after_sales_type == Some(2) {
-                Disposal::RefundWithoutReturn {
-                    amount,
-                    customer_consent: None,
-                }
-            } else {
-                Disposal::Refund {
-                    amount,
-                    return_shipping: Money::ZERO,
-                    customer_consent: None,
-                }
-            };
+            let disposal = refund(amount, c.after_sales_type == Some(2));
             (
                 Actor::Platform,
                 Command::Dispose { disposal },

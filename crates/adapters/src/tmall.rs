@@ -16,12 +16,12 @@
 //! (refunded), RefundCreateMessage (a note was left; its text is not read). Any other
 //! topic is refused as unknown.
 
-use aftersales_ticket::{Actor, Command, Disposal, Money, Platform, ReturnMethod, ServiceType};
+use aftersales_ticket::{Actor, Command, Money, Platform, ReturnMethod, ServiceType};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::flex;
-use crate::{note, ticket_id, IfRefused, Message, Opening, Unusable};
+use crate::{note, refund, ticket_id, IfRefused, Message, Opening, Unusable};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -138,18 +138,7 @@ pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
         ),
         "RefundSuccess" => {
             let amount = fee()?;
-            let disposal = if goods_stay {
-                Disposal::RefundWithoutReturn {
-                    amount,
-                    customer_consent: None,
-                }
-            } else {
-                Disposal::Refund {
-                    amount,
-                    return_shipping: Money::ZERO,
-                    customer_consent: None,
-                }
-            };
+            let disposal = refund(amount, goods_stay);
             (
                 Actor::Platform,
                 Command::Dispose { disposal },

@@ -78,26 +78,38 @@ pub fn sample(n: usize) -> Bytes {
     )
 }
 
+/// Publishes `sample(n)` for every `n` of `range`, one every `gap` if given, and returns
+/// once the broker confirmed them all. Confirmations are awaited 1,024 at a time: the
+/// client allows 5,000 unconfirmed publishes, and holding more blocks `publish`.
 async fn publish_all(
     js: &jetstream::Context,
     subject: &str,
     range: std::ops::Range<usize>,
+    gap: Option<Duration>,
 ) -> Result<(), IngestError> {
+    let nats = |e: &dyn std::fmt::Display| IngestError::Nats(e.to_string());
+    let started = Instant::now();
     let mut acks = Vec::with_capacity(1024);
-    for n in range {
+    for (i, n) in range.enumerate() {
+        if let Some(gap) = gap {
+            let due = started + gap.mul_f64(i as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         acks.push(
             js.publish(subject.to_owned(), sample(n))
                 .await
-                .map_err(|e| IngestError::Nats(e.to_string()))?,
+                .map_err(|e| nats(&e))?,
         );
         if acks.len() == 1024 {
             for a in acks.drain(..) {
-                a.await.map_err(|e| IngestError::Nats(e.to_string()))?;
+                a.await.map_err(|e| nats(&e))?;
             }
         }
     }
     for a in acks {
-        a.await.map_err(|e| IngestError::Nats(e.to_string()))?;
+        a.await.map_err(|e| nats(&e))?;
     }
     Ok(())
 }
@@ -116,7 +128,7 @@ pub async fn run(
     let subject = format!("{}.tmall", cfg.subject_prefix);
     progress(&format!("publishing {} messages", bench.messages));
     let started = Instant::now();
-    publish_all(&js, &subject, 0..bench.messages).await?;
+    publish_all(&js, &subject, 0..bench.messages, None).await?;
     let publish_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
 
     progress("raw JetStream consume + ack");
@@ -184,28 +196,7 @@ pub async fn run(
     ));
     let gap = Duration::from_secs_f64(1.0 / live_per_s);
     let first = bench.messages;
-    let live_start = Instant::now();
-    let mut acks = Vec::new();
-    for (i, n) in (first..first + bench.live_messages).enumerate() {
-        let due = live_start + gap.mul_f64(i as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        acks.push(
-            js.publish(subject.clone(), sample(n))
-                .await
-                .map_err(|e| IngestError::Nats(e.to_string()))?,
-        );
-        // The client allows 5,000 unconfirmed publishes; holding more blocks `publish`.
-        if acks.len() == 1024 {
-            for a in acks.drain(..) {
-                a.await.map_err(|e| IngestError::Nats(e.to_string()))?;
-            }
-        }
-    }
-    for a in acks {
-        a.await.map_err(|e| IngestError::Nats(e.to_string()))?;
-    }
+    publish_all(&js, &subject, first..first + bench.live_messages, Some(gap)).await?;
     let all = total + bench.live_messages as u64;
     while stats.settled() < all {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -375,38 +375,23 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     let mut server = NatsServer::start();
     let run = start(config(&server)).await;
     let total = 400u64;
-    {
-        let js = publisher(&server).await;
-        for n in 0..total / 2 {
-            publish(
-                &js,
-                "tmall",
-                tmc(
-                    "RefundCreated",
-                    n,
-                    10_000 + n,
-                    "refund_bill",
-                    "2026-11-20 10:00:00",
-                ),
-            )
-            .await;
-        }
-    }
-    server.restart();
-    let js = publisher(&server).await;
-    for n in total / 2..total {
-        publish(
-            &js,
-            "tmall",
-            tmc(
-                "RefundCreated",
-                n,
-                10_000 + n,
-                "refund_bill",
-                "2026-11-20 10:00:00",
-            ),
+    let created = |n: u64| {
+        tmc(
+            "RefundCreated",
+            n,
+            10_000 + n,
+            "refund_bill",
+            "2026-11-20 10:00:00",
         )
-        .await;
+    };
+    for (half, restart_after) in [(0..total / 2, true), (total / 2..total, false)] {
+        let js = publisher(&server).await;
+        for n in half {
+            publish(&js, "tmall", created(n)).await;
+        }
+        if restart_after {
+            server.restart();
+        }
     }
     // Not `settled`: around the restart an acknowledged message may be delivered again
     // (its ack was lost) and count twice; the log says what is stored.
