@@ -89,7 +89,7 @@ pub enum Disposal {
 }
 
 /// What a platform decides by itself when a merchant lets a deadline pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoOutcome {
     /// The platform approves the request as if the merchant had.
