@@ -179,75 +179,246 @@ fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     (status, out.split_once("\r\n\r\n").unwrap().1.to_owned())
 }
 
+/// `aftersales serve` on a free loopback port; killed on drop if a test fails first, so
+/// no server outlives its test.
+struct Serve {
+    child: Option<std::process::Child>,
+    addr: String,
+}
+
+impl Serve {
+    fn start(data: &Path) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(["serve", "--http", &addr, "--data"])
+            .arg(data)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let serve = Serve {
+            child: Some(child),
+            addr,
+        };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&serve.addr).is_err() {
+            assert!(started.elapsed().as_secs() < 30, "serve did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        serve
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http(&self.addr, "GET", path, b"")
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// SIGTERM; returns what it printed on stderr once it exited 0.
+    fn stop(mut self) -> String {
+        let child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+    }
+}
+
+/// Polls `path` until `done` holds for its JSON (the read models follow the log).
+fn wait_for(
+    serve: &Serve,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut view = serde_json::Value::Null;
+    for _ in 0..250 {
+        view = serve.json(path);
+        if done(&view) {
+            return view;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{path} never got there: {view}");
+}
+
 #[test]
 fn serve_takes_webhooks_answers_queries_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
-        .args(["serve", "--http", &addr, "--data"])
-        .arg(&data)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Killed if an assertion fails first, so no server outlives the test.
-    struct KillOnDrop(Option<std::process::Child>);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-            }
-        }
-    }
-    let mut guard = KillOnDrop(Some(child));
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(started.elapsed().as_secs() < 30, "serve did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(http(&addr, "GET", "/readyz", b"").0, 200);
+    let serve = Serve::start(&data);
+    assert_eq!(serve.get("/readyz").0, 200);
     // Applied just now, so the review deadline is still ahead.
     let now = chrono::Utc::now().timestamp();
     let douyin = format!(
         r#"[{{"tag":"200","msg_id":"m1","data":{{"aftersale_id":555,"aftersale_type":0,"apply_time":{now},"p_id":1,"s_id":2,"refund_amount":9900}}}}]"#
     );
-    let (status, body) = http(&addr, "POST", "/v1/webhooks/douyin", douyin.as_bytes());
+    let (status, body) = http(
+        &serve.addr,
+        "POST",
+        "/v1/webhooks/douyin",
+        douyin.as_bytes(),
+    );
     assert_eq!(status, 200, "{body}");
     // The scheduler follows the log, so its view of the new ticket comes a moment later.
-    let mut view = serde_json::Value::Null;
-    for _ in 0..250 {
-        let (status, body) = http(&addr, "GET", "/v1/tickets/douyin:555", b"");
-        assert_eq!(status, 200, "{body}");
-        view = serde_json::from_str(&body).unwrap();
-        if !view["open_deadlines"].as_array().unwrap().is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let view = wait_for(&serve, "/v1/tickets/douyin:555", |v| {
+        !v["open_deadlines"].as_array().unwrap().is_empty()
+    });
     assert_eq!(view["state"], "pending_review");
     let deadlines = view["open_deadlines"].as_array().unwrap();
     assert!(deadlines.iter().any(|d| d["kind"] == "review"), "{view}");
-    let (_, metrics) = http(&addr, "GET", "/metrics", b"");
+    let (_, metrics) = serve.get("/metrics");
     assert!(metrics.contains("aftersales_events_stored 1"), "{metrics}");
 
-    let child = guard.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = serve.stop();
     assert!(stderr.contains("stopped cleanly: 1 events"), "{stderr}");
     let out = aftersales(&["verify", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out).1);
+}
+
+/// One generic-format message for the merchant-defined source `myshop` (generic pack:
+/// review 48h, dispose 48h after receipt).
+fn myshop(n: u32, at: chrono::DateTime<chrono::Utc>, command: serde_json::Value) -> String {
+    serde_json::json!({
+        "message_id": format!("m-{n}-{}", command["type"].as_str().unwrap()),
+        "ticket_id": format!("myshop:{n}"),
+        "at": at.to_rfc3339(),
+        "actor": if command["type"] == "open" { "customer" } else { "merchant" },
+        "command": command,
+    })
+    .to_string()
+}
+
+fn myshop_open(n: u32, at: chrono::DateTime<chrono::Utc>) -> String {
+    let ticket = serde_json::json!({"type": "open", "ticket": {
+        "id": format!("myshop:{n}"), "platform": "myshop", "platform_ticket_id": n.to_string(),
+        "order_id": format!("o-{n}"), "order_line_id": format!("o-{n}-1"), "amount_paid": 5000,
+        "service_type": "return_refund", "reason": "quality_problem"}});
+    myshop(n, at, ticket)
+}
+
+#[test]
+fn dashboards_count_what_the_webhooks_and_deadlines_did_across_restarts() {
+    use chrono::Duration as D;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let serve = Serve::start(&data);
+    // Platform times around the real clock, which `serve`'s dashboard counts from.
+    let now = chrono::Utc::now();
+    let t0 = now - D::hours(30); // review due in 18h
+    let early = now - D::minutes(2850); // 47.5h ago: review due in 30 min
+    let bodies = [
+        myshop_open(1, t0),
+        myshop(1, t0 + D::hours(2), serde_json::json!({"type": "approve"})),
+        myshop(
+            1,
+            t0 + D::hours(3),
+            serde_json::json!({"type": "confirm_receipt"}),
+        ),
+        myshop(
+            1,
+            t0 + D::hours(4),
+            serde_json::json!({"type": "dispose", "disposal": {"kind": "refund", "amount": 5000}}),
+        ),
+        myshop_open(2, t0),
+        myshop_open(3, early),
+    ];
+    for body in &bodies {
+        let (status, answer) = http(&serve.addr, "POST", "/v1/webhooks/myshop", body.as_bytes());
+        assert_eq!(status, 200, "{body}: {answer}");
+    }
+    let sla = wait_for(&serve, "/v1/dashboard/sla?platform=myshop", |v| {
+        v["tickets"] == 3
+    });
+    // By hand: myshop:1 reviewed in 2h and disposed 1h after receipt (both met, handling
+    // 3h); myshop:2 due in 18h, myshop:3 in 30 min.
+    assert_eq!(sla["by_state"]["refunded"], 1, "{sla}");
+    assert_eq!(sla["by_state"]["pending_review"], 2, "{sla}");
+    assert_eq!(sla["due_within_1h"], 1, "{sla}");
+    assert_eq!(sla["due_within_24h"], 2, "{sla}");
+    assert_eq!(
+        (sla["met"].as_u64(), sla["breached"].as_u64()),
+        (Some(2), Some(0)),
+        "{sla}"
+    );
+    assert_eq!(sla["met_pct"], 100.0, "{sla}");
+    assert_eq!(sla["handling"]["tickets"], 1, "{sla}");
+    assert_eq!(sla["handling"]["mean_hours"], 3.0, "{sla}");
+    assert_eq!(sla["handling"]["within_6h_pct"], 100.0, "{sla}");
+    let list = serve.json("/v1/tickets?platform=myshop&limit=2");
+    let ids: Vec<&str> = list["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["myshop:3", "myshop:2"], "{list}");
+    let next = list["next"].as_str().unwrap();
+    let rest = serve.json(&format!(
+        "/v1/tickets?platform=myshop&limit=2&cursor={next}"
+    ));
+    assert_eq!(rest["tickets"][0]["id"], "myshop:1", "{rest}");
+    assert_eq!(rest["next"], serde_json::Value::Null);
+    let (status, body) = serve.get("/v1/tickets?limit=0");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"bad_limit\""), "{body}");
+    let (status, body) = serve.get("/v1/dashboard/sla?from=yesterday");
+    assert_eq!(
+        (status, body.contains("\"bad_from\"")),
+        (400, true),
+        "{body}"
+    );
+    serve.stop();
+
+    // Both reviews pass while the service is down; `advance` fires them.
+    let to = (now + D::days(2)).to_rfc3339();
+    let out = aftersales(&["advance", "--data", data.to_str().unwrap(), "--to", &to]);
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    let serve = Serve::start(&data);
+    let sla = wait_for(&serve, "/v1/dashboard/sla?platform=myshop", |v| {
+        v["breached"] == 2
+    });
+    assert_eq!(sla["breached_by_kind"]["review"], 2, "{sla}");
+    assert_eq!(sla["met"], 2, "{sla}");
+    assert_eq!(sla["met_pct"], 50.0, "{sla}");
+    assert_eq!(
+        (sla["due_within_24h"].as_u64(), sla["overdue"].as_u64()),
+        (Some(0), Some(0)),
+        "{sla}"
+    );
+    let (_, metrics) = serve.get("/metrics");
+    assert!(
+        metrics
+            .contains(r#"aftersales_deadlines_breached_total{platform="myshop",kind="review"} 2"#),
+        "{metrics}"
+    );
+    let stderr = serve.stop();
+    assert!(
+        stderr.contains("read models resumed from their checkpoint at 6"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
-use aftersales_http::{open_is_allowed, router, Api, Tokens};
+use aftersales_http::{open_is_allowed, router, Api, Tokens, WebhookSecrets};
 use aftersales_ingest::{Ingest, IngestConfig};
 use aftersales_scheduler::Scheduler;
 use aftersales_store::{Store, StoreConfig};
 use aftersales_timers::{Calendar, RuleBook};
+use aftersales_views::{Loaded, SharedViews};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
@@ -37,6 +38,9 @@ pub struct HttpConfig {
     pub read_tokens: Vec<String>,
     pub write_tokens: Vec<String>,
     pub max_body_bytes: usize,
+    /// `[http.webhook_secrets.douyin]` (`app_key`, `app_secret`) and
+    /// `[http.webhook_secrets.generic]` (`secret`): see docs/HTTP.md, "Signatures".
+    pub webhook_secrets: WebhookSecrets,
 }
 
 impl Default for HttpConfig {
@@ -46,8 +50,17 @@ impl Default for HttpConfig {
             read_tokens: Vec::new(),
             write_tokens: Vec::new(),
             max_body_bytes: 1 << 20,
+            webhook_secrets: WebhookSecrets::default(),
         }
     }
+}
+
+/// How often the read models' checkpoint is rewritten while events come in.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+
+/// Where the read models keep their checkpoint: beside the log, in the data directory.
+pub fn views_checkpoint(data: &Path) -> PathBuf {
+    data.join("views.checkpoint.json")
 }
 
 pub fn load(file: Option<&Path>) -> Result<FileConfig> {
@@ -96,7 +109,20 @@ pub fn run(
         Scheduler::start(tickets.clone(), RuleBook::builtin(), Calendar::builtin())
             .context("building the deadline index")?,
     );
+    let (views, loaded) = SharedViews::open(
+        tickets.store().clone(),
+        views_checkpoint(data),
+        RuleBook::builtin(),
+        Calendar::builtin(),
+    )
+    .context("building the read models")?;
     let stop = Arc::new(AtomicBool::new(false));
+    let views_thread = {
+        let (views, stop) = (views.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("read-models".into())
+            .spawn(move || views.follow(&stop, Duration::from_millis(200), CHECKPOINT_EVERY))?
+    };
     let timer_thread = {
         let (scheduler, stop) = (scheduler.clone(), stop.clone());
         std::thread::Builder::new()
@@ -128,10 +154,22 @@ pub fn run(
             tokens,
             ready: ready.clone(),
             max_body_bytes: file.http.max_body_bytes,
+            secrets: Arc::new(file.http.webhook_secrets),
+            views: Some(views.clone()),
+            clock: Arc::new(SystemClock),
         };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
+        eprintln!(
+            "read models {}: {} tickets at position {}",
+            match &loaded {
+                Loaded::Resumed(at) => format!("resumed from their checkpoint at {at}"),
+                Loaded::Fresh(why) => format!("rebuilt from the log ({why})"),
+            },
+            views.read().ticket_count(),
+            views.read().position()
+        );
         eprintln!(
             "serving http://{} (store {}{}); SIGTERM or Ctrl-C stops",
             listener.local_addr()?,
@@ -161,6 +199,10 @@ pub fn run(
     let fired = timer_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the scheduler panicked"))?;
+    // The follower writes its last checkpoint before the store closes.
+    views_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the read models' follower panicked"))?;
     result?;
     tickets.store().close().context("closing the store")?;
     eprintln!(

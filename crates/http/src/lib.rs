@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aftersales_app::{HandleError, Tickets};
+use aftersales_clock::Clock;
 use aftersales_ingest::{Outcome, Stats};
 use aftersales_scheduler::Scheduler;
 use aftersales_ticket::{Platform, State, TicketId};
+use aftersales_views::SharedViews;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Query, Request, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -26,6 +28,11 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+pub mod signature;
+mod views;
+
+pub use signature::WebhookSecrets;
 
 /// Who may call what: read tokens see tickets and metrics; write tokens also post
 /// webhooks. No tokens at all: everyone may do everything (the binary then binds to
@@ -53,6 +60,12 @@ pub struct Api {
     pub ready: Arc<AtomicBool>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// Per-platform webhook secrets; a platform without one is accepted unsigned.
+    pub secrets: Arc<WebhookSecrets>,
+    /// The read models behind the list and the dashboard; `None`: those routes answer 503.
+    pub views: Option<SharedViews>,
+    /// "Now" for the dashboard's due-within figures.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Requests the API refuses, as JSON.
@@ -90,6 +103,8 @@ impl From<HandleError> for ApiError {
 pub fn router(api: Api) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
+        .route("/v1/tickets", get(views::list))
+        .route("/v1/dashboard/sla", get(views::sla))
         .route("/v1/tickets/{id}", get(ticket))
         .route("/v1/tickets/{id}/events", get(events))
         .route("/v1/webhooks/{platform}", post(webhook))
@@ -251,6 +266,7 @@ async fn events(Shared(api): Shared<Api>, Path(id): Path<String>) -> Result<Json
 async fn webhook(
     Shared(api): Shared<Api>,
     Path(platform): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let platform = Platform::from_str(&platform)
@@ -262,6 +278,19 @@ async fn webhook(
             format!("the body exceeds {} bytes", api.max_body_bytes),
         )
     })?;
+    // Before the adapters parse it: an unsigned or forged push stores nothing.
+    if let Err(e) = api.secrets.verify(&platform, &headers, &body) {
+        tracing::warn!(
+            platform = platform.as_str(),
+            code = e.code(),
+            "webhook refused: {e}"
+        );
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            e.code(),
+            e.to_string(),
+        ));
+    }
     let tickets = api.tickets.clone();
     let outcome =
         tokio::task::spawn_blocking(move || aftersales_ingest::apply(&tickets, &platform, &body))
@@ -306,12 +335,13 @@ async fn webhook(
 
 async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+    let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     };
     gauge(
+        &mut out,
         "aftersales_events_stored",
         "Events in the log (its head position).",
         "gauge",
@@ -319,39 +349,74 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
     );
     if let Some(s) = &api.scheduler {
         gauge(
+            &mut out,
             "aftersales_deadlines_open",
             "Armed deadlines not yet fired.",
             "gauge",
             s.armed_count() as u64,
         );
     }
+    if let Some(views) = &api.views {
+        let v = views.read();
+        gauge(
+            &mut out,
+            "aftersales_read_model_lag_events",
+            "Events in the log the read models have not folded in yet.",
+            "gauge",
+            api.tickets
+                .store()
+                .head_position()
+                .saturating_sub(v.position()),
+        );
+        gauge(
+            &mut out,
+            "aftersales_tickets",
+            "Tickets in the read models.",
+            "gauge",
+            v.ticket_count() as u64,
+        );
+        out.push_str(
+            "# HELP aftersales_deadlines_breached_total Deadlines missed (expired, or met only \
+             after the due time), by platform and kind.\n# TYPE aftersales_deadlines_breached_total counter\n",
+        );
+        for ((platform, kind), n) in v.breaches() {
+            out.push_str(&format!(
+                "aftersales_deadlines_breached_total{{platform=\"{platform}\",kind=\"{kind}\"}} {n}\n"
+            ));
+        }
+    }
     if let Some(st) = &api.ingest {
         let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         gauge(
+            &mut out,
             "aftersales_ingest_received_total",
             "Messages received from NATS.",
             "counter",
             c(&st.received),
         );
         gauge(
+            &mut out,
             "aftersales_ingest_stored_total",
             "Messages stored (or found stored).",
             "counter",
             c(&st.stored),
         );
         gauge(
+            &mut out,
             "aftersales_ingest_redelivered_total",
             "Messages found stored already.",
             "counter",
             c(&st.duplicates),
         );
         gauge(
+            &mut out,
             "aftersales_ingest_retried_total",
             "Messages parked or retried.",
             "counter",
             c(&st.retried),
         );
         gauge(
+            &mut out,
             "aftersales_dead_letters_total",
             "Messages dead-lettered.",
             "counter",

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
-use aftersales_http::{router, Api, Tokens};
+use aftersales_http::signature::{DouyinSecret, GenericSecret};
+use aftersales_http::{router, Api, Tokens, WebhookSecrets};
 use aftersales_store::{Store, StoreConfig};
 use serde_json::Value;
 
@@ -19,6 +20,10 @@ struct Server {
 }
 
 fn serve(tokens: Tokens) -> Server {
+    serve_with(tokens, WebhookSecrets::default())
+}
+
+fn serve_with(tokens: Tokens, secrets: WebhookSecrets) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
     let api = Api {
@@ -28,6 +33,9 @@ fn serve(tokens: Tokens) -> Server {
         tokens,
         ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: 4096,
+        secrets: Arc::new(secrets),
+        views: None,
+        clock: Arc::new(SystemClock),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -48,12 +56,17 @@ fn serve(tokens: Tokens) -> Server {
 
 /// One HTTP/1.1 request; returns the status and the body.
 fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(s.addr).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    call_with(s, method, path, &auth, body)
+}
+
+/// One HTTP/1.1 request with `extra` header lines (each ending in CRLF).
+fn call_with(s: &Server, method: &str, path: &str, extra: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(s.addr).unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -195,4 +208,160 @@ fn tokens_separate_readers_from_writers() {
     // Probes stay open for the orchestrator.
     assert_eq!(status("GET", "/healthz", None, b""), 200);
     assert_eq!(status("GET", "/readyz", None, b""), 200);
+}
+
+fn signed_server() -> Server {
+    serve_with(
+        Tokens::default(),
+        WebhookSecrets::new(
+            Some(DouyinSecret {
+                app_key: "3409409348479354011".into(),
+                app_secret: "douyin-secret".into(),
+            }),
+            Some(GenericSecret {
+                secret: "generic-secret".into(),
+            }),
+        ),
+    )
+}
+
+/// A Douyin 200 (refund applied) push for after-sale `id`.
+fn douyin_push(id: u64) -> Vec<u8> {
+    let data = serde_json::json!({
+        "aftersale_id": id, "aftersale_status": 6, "aftersale_type": 2,
+        "apply_time": 1763604000, "p_id": 4900000000000000000u64, "s_id": 4900000000000000001u64,
+        "refund_amount": 5900,
+    });
+    serde_json::json!([{"tag": "200", "msg_id": format!("m{id}"), "data": data}])
+        .to_string()
+        .into_bytes()
+}
+
+/// Signed here with the RustCrypto crates directly, not with the code under test.
+fn douyin_sign(body: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(b"3409409348479354011");
+    h.update(body);
+    h.update(b"douyin-secret");
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn generic_sign(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"generic-secret").unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+fn generic_open(id: u32) -> Vec<u8> {
+    serde_json::json!({
+        "message_id": format!("shop-{id}"), "ticket_id": format!("myshop:{id}"),
+        "at": "2026-11-20T10:00:00+08:00", "actor": "customer",
+        "command": {"type": "open", "ticket": {
+            "id": format!("myshop:{id}"), "platform": "myshop", "platform_ticket_id": id.to_string(),
+            "order_id": format!("o-{id}"), "order_line_id": format!("o-{id}-1"),
+            "amount_paid": 12900, "service_type": "repair_send_in", "reason": "quality_problem"}},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Posts `body` with the `extra` header lines; asserts the status and the error code (if any).
+fn post_expect(s: &Server, path: &str, extra: &str, body: &[u8], status: u16, code: Option<&str>) {
+    let (got, text) = call_with(s, "POST", path, extra, body);
+    assert_eq!(got, status, "{path} {extra:?}: {text}");
+    if let Some(code) = code {
+        assert_eq!(json(&text)["error"]["code"], code, "{text}");
+    } else {
+        assert_eq!(json(&text)["stored"], 1, "{text}");
+    }
+}
+
+fn stored(s: &Server, id: &str) -> u16 {
+    call(s, "GET", &format!("/v1/tickets/{id}"), None, b"").0
+}
+
+#[test]
+fn douyin_pushes_must_carry_their_event_sign() {
+    let s = signed_server();
+    let path = "/v1/webhooks/douyin";
+    // Refused, and nothing stored: no header, a wrong signature, a body changed after signing.
+    let body = douyin_push(1);
+    post_expect(&s, path, "", &body, 401, Some("missing_signature"));
+    let wrong = douyin_sign(b"something else");
+    post_expect(
+        &s,
+        path,
+        &format!("event-sign: {wrong}\r\n"),
+        &body,
+        401,
+        Some("bad_signature"),
+    );
+    let sign = douyin_sign(&body);
+    let changed = douyin_push(2);
+    post_expect(
+        &s,
+        path,
+        &format!("event-sign: {sign}\r\n"),
+        &changed,
+        401,
+        Some("bad_signature"),
+    );
+    post_expect(
+        &s,
+        path,
+        "event-sign: not-hex\r\n",
+        &body,
+        401,
+        Some("bad_signature"),
+    );
+    assert_eq!(stored(&s, "douyin:1"), 404);
+    assert_eq!(stored(&s, "douyin:2"), 404);
+    // Signed as the platform signs: stored.
+    let headers = format!("event-sign: {sign}\r\napp-id: 3409409348479354011\r\n");
+    post_expect(&s, path, &headers, &body, 200, None);
+    assert_eq!(stored(&s, "douyin:1"), 200);
+    // Other platforms have no secret configured: accepted unsigned as before.
+    let created = tmc("RefundCreated", 1, "2026-11-20 10:00:00");
+    post_expect(&s, "/v1/webhooks/tmall", "", &created, 200, None);
+}
+
+#[test]
+fn generic_sources_must_carry_the_hmac() {
+    let s = signed_server();
+    let path = "/v1/webhooks/myshop";
+    let header = |v: &str| format!("X-Aftersales-Signature: {v}\r\n");
+    let body = generic_open(42);
+    post_expect(&s, path, "", &body, 401, Some("missing_signature"));
+    let wrong = generic_sign(b"something else");
+    post_expect(&s, path, &header(&wrong), &body, 401, Some("bad_signature"));
+    let sign = generic_sign(&body);
+    post_expect(
+        &s,
+        path,
+        &header(&sign),
+        &generic_open(43),
+        401,
+        Some("bad_signature"),
+    );
+    // The bare hex without `sha256=` is malformed.
+    post_expect(
+        &s,
+        path,
+        &header(&sign[7..]),
+        &body,
+        401,
+        Some("bad_signature"),
+    );
+    assert_eq!(stored(&s, "myshop:42"), 404);
+    assert_eq!(stored(&s, "myshop:43"), 404);
+    post_expect(&s, path, &header(&sign), &body, 200, None);
+    assert_eq!(stored(&s, "myshop:42"), 200);
 }

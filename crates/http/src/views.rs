@@ -1,0 +1,140 @@
+//! The dashboards' routes over the read models (`aftersales-views`): the ticket list in
+//! due order and the SLA dashboard.
+
+use std::str::FromStr;
+
+use aftersales_ticket::{Platform, State};
+use aftersales_views::{Cursor, ListQuery, SharedViews, SlaQuery};
+use axum::extract::{Query, State as Shared};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{Api, ApiError};
+
+/// The list's page size when none is asked for, and the largest one served.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Deserialize)]
+pub(crate) struct ListParams {
+    state: Option<String>,
+    platform: Option<String>,
+    due_before: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SlaParams {
+    platform: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn bad(code: &str, message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.to_utc())
+                .map_err(|_| {
+                    bad(
+                        &format!("bad_{name}"),
+                        format!("{name} `{t}` is not an RFC 3339 instant"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn platform(value: Option<&str>) -> Result<Option<Platform>, ApiError> {
+    value
+        .map(|p| Platform::from_str(p).map_err(|e| bad("bad_platform", e.to_string())))
+        .transpose()
+}
+
+fn views(api: &Api) -> Result<SharedViews, ApiError> {
+    api.views.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "views_unavailable",
+            "the read models are not running in this process",
+        )
+    })
+}
+
+/// Runs a read-model query off the async workers: a dashboard over a million tickets is
+/// a scan.
+async fn query<T: Send + 'static>(
+    views: SharedViews,
+    f: impl FnOnce(&aftersales_views::Views) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || f(&views.read()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// `GET /v1/tickets?state=&platform=&due_before=&limit=&cursor=`.
+pub(crate) async fn list(
+    Shared(api): Shared<Api>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let state = p
+        .state
+        .as_deref()
+        .map(|s| State::from_str(s).map_err(|e| bad("bad_state", e)))
+        .transpose()?;
+    let limit = match p.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "bad_limit",
+                    format!("limit `{l}` is not a whole number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let after = p
+        .cursor
+        .as_deref()
+        .map(|c| Cursor::from_str(c).map_err(|e| bad("bad_cursor", e)))
+        .transpose()?;
+    let q = ListQuery {
+        state,
+        platform: platform(p.platform.as_deref())?,
+        due_before: instant("due_before", p.due_before.as_deref())?,
+        limit,
+        after,
+    };
+    let page = query(views(&api)?, move |v| v.list(&q)).await?;
+    Ok(Json(json!(page)))
+}
+
+/// `GET /v1/dashboard/sla?platform=&from=&to=`: tickets opened in `[from, to)`.
+pub(crate) async fn sla(
+    Shared(api): Shared<Api>,
+    Query(p): Query<SlaParams>,
+) -> Result<Json<Value>, ApiError> {
+    let q = SlaQuery {
+        platform: platform(p.platform.as_deref())?,
+        from: instant("from", p.from.as_deref())?,
+        to: instant("to", p.to.as_deref())?,
+    };
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from > to {
+            return Err(bad("bad_range", format!("from {from} is after to {to}")));
+        }
+    }
+    let now = api.clock.now();
+    let sla = query(views(&api)?, move |v| v.sla(&q, now)).await?;
+    Ok(Json(json!(sla)))
+}
