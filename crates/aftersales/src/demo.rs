@@ -13,6 +13,7 @@ use std::sync::Arc;
 use aftersales_app::{HandleError, Handled, Submission, Tickets};
 use aftersales_scheduler::Scheduler;
 use aftersales_timers::{Calendar, RuleBook};
+use aftersales_views::{Sla, SlaQuery, Views};
 
 use crate::timers::rule_pack_chooser;
 use aftersales_clock::ManualClock;
@@ -593,6 +594,10 @@ pub fn run(data: Option<PathBuf>) -> Result<ExitCode> {
         "{expired} deadlines passed by {end}, {automatic} of them decided by the platform; {} still running",
         scheduler.armed_count()
     );
+    // The same figures the dashboard serves (GET /v1/dashboard/sla), as of the end.
+    let mut views = Views::new(RuleBook::builtin(), Calendar::builtin());
+    aftersales_views::catch_up(&mut views, store)?;
+    print_sla(&views.sla(&SlaQuery::default(), end.to_utc()));
 
     let as_of = at("2026-11-21T12:00:00+08:00");
     let (then, history) =
@@ -609,4 +614,37 @@ pub fn run(data: Option<PathBuf>) -> Result<ExitCode> {
     let report = store.verify()?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard's SLA figures in a few lines.
+fn print_sla(sla: &Sla) {
+    let pct = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{p:.0}%"));
+    let hours = |h: Option<f64>| h.map_or("-".to_string(), |h| format!("{h:.1}h"));
+    println!(
+        "deadlines met {}, missed {} ({} met); missed by kind: {}",
+        sla.met,
+        sla.breached,
+        pct(sla.met_pct),
+        sla.breached_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "platform's automatic outcomes: {}",
+        sla.auto_outcomes
+            .iter()
+            .map(|(o, n)| format!("{} {n}", o.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let h = &sla.handling;
+    println!(
+        "handling time (review + disposal) of {} closed tickets: mean {}, p90 {}, {} within 6h",
+        h.tickets,
+        hours(h.mean_hours),
+        hours(h.p90_hours),
+        pct(h.within_6h_pct)
+    );
 }

@@ -63,8 +63,9 @@ enum Cmd {
         #[arg(long)]
         ticket: Option<String>,
     },
-    /// Rebuild every ticket from the log; prints the event count, the rate, tickets by
-    /// state and a digest that is the same on every rebuild of the same log.
+    /// Rebuild every ticket and the read models (written as `serve`'s checkpoint) from the
+    /// log; prints the event count, the rate, tickets by state and a digest that is the
+    /// same on every rebuild of the same log.
     Replay {
         /// The store directory.
         #[arg(long)]

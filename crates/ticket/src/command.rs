@@ -102,6 +102,18 @@ pub enum AutoOutcome {
     Lapse,
 }
 
+impl AutoOutcome {
+    /// The stable snake_case name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoOutcome::Approve => "approve",
+            AutoOutcome::Refund => "refund",
+            AutoOutcome::RefundWithoutReturn => "refund_without_return",
+            AutoOutcome::Lapse => "lapse",
+        }
+    }
+}
+
 /// A request to change a ticket. The ticket id is not repeated here: the shell routes a
 /// command to its ticket's stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
