@@ -241,13 +241,13 @@ pub struct SharedViews {
 }
 
 impl SharedViews {
-    /// Loads the checkpoint (or starts empty) and catches up with the log.
+    /// Loads the checkpoint (or starts empty) and catches up with the log; says which.
     pub fn open(
         store: Arc<Store>,
         checkpoint: PathBuf,
         book: RuleBook,
         calendar: Calendar,
-    ) -> Result<SharedViews, ViewsError> {
+    ) -> Result<(SharedViews, Loaded), ViewsError> {
         let started = Instant::now();
         let (mut views, loaded) = load(&store, &checkpoint, book, calendar)?;
         let read = catch_up(&mut views, &store)?;
@@ -264,11 +264,12 @@ impl SharedViews {
                 tracing::info!(reason = %why, read, tickets = views.ticket_count(), ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log")
             }
         }
-        Ok(SharedViews {
+        let shared = SharedViews {
             inner: Arc::new(RwLock::new(views)),
             store,
             checkpoint,
-        })
+        };
+        Ok((shared, loaded))
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Views> {

@@ -296,7 +296,7 @@ fn figures_match_the_timeline_and_a_checkpoint_resumes_to_the_same_rows() {
     let tickets = Arc::new(Tickets::new(store.clone()).unwrap());
 
     let scheduler = first_part(&tickets);
-    let views = SharedViews::open(
+    let (views, _) = SharedViews::open(
         store.clone(),
         checkpoint.clone(),
         RuleBook::builtin(),
@@ -336,7 +336,7 @@ fn a_checkpoint_of_another_log_or_a_damaged_one_is_ignored() {
     let one = open_store(&dir.path().join("one"));
     let tickets = Arc::new(Tickets::new(one.clone()).unwrap());
     first_part(&tickets);
-    let views = SharedViews::open(
+    let (views, _) = SharedViews::open(
         one.clone(),
         checkpoint.clone(),
         RuleBook::builtin(),
@@ -396,7 +396,7 @@ fn the_follower_folds_live_appends_and_checkpoints_at_stop() {
     let checkpoint = dir.path().join("views.json");
     let store = open_store(&dir.path().join("store"));
     let tickets = Arc::new(Tickets::new(store.clone()).unwrap());
-    let views = SharedViews::open(
+    let (views, _) = SharedViews::open(
         store.clone(),
         checkpoint.clone(),
         RuleBook::builtin(),
