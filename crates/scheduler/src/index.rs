@@ -1,16 +1,18 @@
 //! The index of armed deadlines: a fold of the global log into every open ticket's
-//! [`Timers`] and one ordered set of (due instant, ticket, rule) for "what is due next".
+//! [`Timers`], one ordered set of (due instant, ticket, rule) for "what is due next", and one
+//! of (warning instant, ticket, rule) for "what warns next".
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 
 use aftersales_schema::{decode_stored, EventEnvelope};
 use aftersales_store::{Position, RecordedEvent, Store};
-use aftersales_ticket::{Event, Opened, Platform, RuleId, State, TicketId};
+use aftersales_ticket::{Deadline, Event, Opened, Platform, RuleId, State, TicketId};
 use aftersales_timers::{ArmedDeadline, Calendar, RuleBook, RulePackId, Timers};
 use chrono::{DateTime, Utc};
 
 use crate::error::SchedulerError;
+use crate::warnings::{WarningKey, WarningWindows};
 
 /// How many log records a catch-up reads at a time.
 const PAGE: usize = 1024;
@@ -43,13 +45,20 @@ struct Tracked {
 /// The due set holds only deadlines the index may still fire: a deadline the scheduler gave
 /// up on ([`DeadlineIndex::drop_key`]) leaves the set but stays in its ticket's `Timers`, so
 /// it is not offered again unless an event arms it anew.
+///
+/// The warning set mirrors the due set for every armed deadline whose kind warns
+/// ([`WarningWindows`]): arming adds its warning, disarming or replacing the deadline removes
+/// it, and so does the deadline's own `deadline_warned` event, so a warning stored before a
+/// restart is not pending after it.
 #[derive(Debug)]
 pub struct DeadlineIndex {
     book: RuleBook,
     calendar: Calendar,
+    windows: WarningWindows,
     pack_ids: Vec<RulePackId>,
     tickets: HashMap<TicketId, Tracked>,
     due: BTreeSet<DueKey>,
+    warnings: BTreeSet<WarningKey>,
     position: Position,
     warned_packs: HashSet<RulePackId>,
     warned_platforms: HashSet<Platform>,
@@ -58,15 +67,26 @@ pub struct DeadlineIndex {
 }
 
 impl DeadlineIndex {
-    /// An empty index (at position 0) over these rules.
+    /// An empty index (at position 0) over these rules, with the default warning windows.
     pub fn new(book: RuleBook, calendar: Calendar) -> DeadlineIndex {
+        DeadlineIndex::with_warnings(book, calendar, WarningWindows::default())
+    }
+
+    /// An empty index (at position 0) over these rules and warning windows.
+    pub fn with_warnings(
+        book: RuleBook,
+        calendar: Calendar,
+        windows: WarningWindows,
+    ) -> DeadlineIndex {
         let pack_ids = book.packs().map(|p| p.id.clone()).collect();
         DeadlineIndex {
             book,
             calendar,
+            windows,
             pack_ids,
             tickets: HashMap::new(),
             due: BTreeSet::new(),
+            warnings: BTreeSet::new(),
             position: 0,
             warned_packs: HashSet::new(),
             warned_platforms: HashSet::new(),
@@ -82,6 +102,16 @@ impl DeadlineIndex {
     /// How many deadlines are armed and may still fire.
     pub fn armed_count(&self) -> usize {
         self.due.len()
+    }
+
+    /// How many warnings are pending (armed deadlines whose kind warns, not warned yet).
+    pub fn pending_warnings(&self) -> usize {
+        self.warnings.len()
+    }
+
+    /// The warning windows the index computes with.
+    pub fn warning_windows(&self) -> &WarningWindows {
+        &self.windows
     }
 
     /// How many tickets the index follows (open ones, and final ones with a deadline left).
@@ -166,11 +196,13 @@ impl DeadlineIndex {
         {
             let (ticket, tracked) = tracked;
             for armed in tracked.timers.armed() {
-                self.due.remove(&DueKey {
-                    due: armed.deadline.due_at.to_utc(),
-                    ticket: ticket.clone(),
-                    rule: armed.deadline.rule_id.clone(),
-                });
+                unlist(
+                    &mut self.due,
+                    &mut self.warnings,
+                    &self.windows,
+                    &ticket,
+                    &armed.deadline,
+                );
             }
         }
         self.damaged.insert(record.stream.as_str().to_owned());
@@ -199,32 +231,35 @@ impl DeadlineIndex {
             .book
             .pack(&self.pack_ids[usize::from(tracked.pack)])
             .expect("pack_ids lists the book's own packs");
+        // A stored warning: no longer pending (it arms and disarms nothing).
+        if let Event::DeadlineWarned { deadline } = &envelope.event {
+            if let Some(key) = warning_key(&self.windows, id, deadline) {
+                self.warnings.remove(&key);
+            }
+        }
         // Usually empty (no allocation); one or two entries otherwise.
-        let before: Vec<(RuleId, DateTime<Utc>)> = tracked
-            .timers
-            .armed()
-            .map(|a| (a.deadline.rule_id.clone(), a.deadline.due_at.to_utc()))
-            .collect();
+        let before: Vec<Deadline> = tracked.timers.armed().map(|a| a.deadline.clone()).collect();
         let changes =
             tracked
                 .timers
                 .apply(pack, &self.calendar, &envelope.event, envelope.occurred_at);
         let replaced = changes.armed.iter().map(|a| &a.deadline.rule_id);
         for rule in changes.disarmed.iter().chain(replaced) {
-            if let Some((_, due)) = before.iter().find(|(r, _)| r == rule) {
-                self.due.remove(&DueKey {
-                    due: *due,
-                    ticket: id.clone(),
-                    rule: rule.clone(),
-                });
+            if let Some(deadline) = before.iter().find(|d| &d.rule_id == rule) {
+                unlist(
+                    &mut self.due,
+                    &mut self.warnings,
+                    &self.windows,
+                    id,
+                    deadline,
+                );
             }
         }
         for armed in &changes.armed {
-            self.due.insert(DueKey {
-                due: armed.deadline.due_at.to_utc(),
-                ticket: id.clone(),
-                rule: armed.deadline.rule_id.clone(),
-            });
+            self.due.insert(due_key(id, &armed.deadline));
+            if let Some(key) = warning_key(&self.windows, id, &armed.deadline) {
+                self.warnings.insert(key);
+            }
         }
         let done = tracked.timers.armed().next().is_none()
             && tracked.timers.ticket().state().is_some_and(State::is_final);
@@ -293,5 +328,73 @@ impl DeadlineIndex {
     /// for a deadline the aggregate refused, which must not be tried again and again.
     pub fn drop_key(&mut self, key: &DueKey) -> bool {
         self.due.remove(key)
+    }
+
+    /// The armed deadline a warning stands for, if the deadline is still armed with that
+    /// warning pending.
+    pub fn warning(&self, key: &WarningKey) -> Option<&ArmedDeadline> {
+        let armed = self.tickets.get(&key.ticket)?.timers.get(&key.rule)?;
+        let pending = self.windows.warn_at(&armed.deadline) == Some(key.warn_at);
+        (pending && self.warnings.contains(key)).then_some(armed)
+    }
+
+    /// The warning that is due to warn first.
+    pub fn next_warning(&self) -> Option<&WarningKey> {
+        self.warnings.first()
+    }
+
+    /// The first warning in warning order after `after` (from the start when `None`) whose
+    /// instant is at or before `now`.
+    pub fn first_warning_after(
+        &self,
+        after: Option<&WarningKey>,
+        now: DateTime<Utc>,
+    ) -> Option<&WarningKey> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.warnings
+            .range((lower, Bound::Unbounded))
+            .next()
+            .filter(|k| k.warn_at <= now)
+    }
+
+    /// Takes a warning out of the warning set for good (the deadline stays armed): for a
+    /// warning the aggregate refused, or one whose deadline fell due before it was sent.
+    pub fn drop_warning(&mut self, key: &WarningKey) -> bool {
+        self.warnings.remove(key)
+    }
+}
+
+fn due_key(ticket: &TicketId, deadline: &Deadline) -> DueKey {
+    DueKey {
+        due: deadline.due_at.to_utc(),
+        ticket: ticket.clone(),
+        rule: deadline.rule_id.clone(),
+    }
+}
+
+fn warning_key(
+    windows: &WarningWindows,
+    ticket: &TicketId,
+    deadline: &Deadline,
+) -> Option<WarningKey> {
+    Some(WarningKey {
+        warn_at: windows.warn_at(deadline)?,
+        ticket: ticket.clone(),
+        rule: deadline.rule_id.clone(),
+    })
+}
+
+/// Takes a deadline that is no longer armed out of the due set and its warning out of the
+/// warning set.
+fn unlist(
+    due: &mut BTreeSet<DueKey>,
+    warnings: &mut BTreeSet<WarningKey>,
+    windows: &WarningWindows,
+    ticket: &TicketId,
+    deadline: &Deadline,
+) {
+    due.remove(&due_key(ticket, deadline));
+    if let Some(key) = warning_key(windows, ticket, deadline) {
+        warnings.remove(&key);
     }
 }

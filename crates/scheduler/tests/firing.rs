@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aftersales_app::{event_id, Tickets};
-use aftersales_clock::ManualClock;
-use aftersales_scheduler::{deadline_key, Scheduler};
+use aftersales_clock::{Clock, ManualClock};
+use aftersales_scheduler::{deadline_key, warning_key, Fired, Firing, Scheduler, WarningWindows};
 use aftersales_ticket::*;
 use aftersales_timers::{Calendar, RuleBook, RulePack};
 use common::*;
@@ -40,12 +40,17 @@ fn jd_refund_only_not_shipped_is_approved_by_the_platform_at_its_due_time() {
     assert_eq!(scheduler.armed_count(), 2);
     let head = store.head_position();
 
-    // One business day across National Day: due Thursday 2026-10-08 15:00.
+    // One business day across National Day: due Thursday 2026-10-08 15:00. A second before,
+    // nothing has expired; the two warnings (due in 2h, from 13:00) are all that is stored.
     let early = scheduler
         .fire_due(utc("2026-10-08T14:59:59+08:00"))
         .unwrap();
-    assert!(early.is_empty(), "fired early: {early:?}");
-    assert_eq!(store.head_position(), head);
+    assert!(
+        early.iter().all(Fired::is_warning),
+        "fired early: {early:?}"
+    );
+    assert_eq!(early.len(), 2);
+    assert_eq!(store.head_position(), head + 2);
 
     let fired = scheduler
         .fire_due(utc("2026-10-08T15:00:00+08:00"))
@@ -186,6 +191,20 @@ fn deadlines_that_passed_while_down_fire_at_start_in_due_order() {
     assert_eq!(fired[1].state, Some(State::PendingReview));
 }
 
+/// Both schedulers fire what is due by `now` at the same time; returns how many firings
+/// they stored between them.
+fn fire_together(
+    first: &Arc<Scheduler>,
+    second: &Arc<Scheduler>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> usize {
+    let runs: Vec<_> = [Arc::clone(first), Arc::clone(second)]
+        .into_iter()
+        .map(|s| std::thread::spawn(move || s.fire_due(now).unwrap()))
+        .collect();
+    runs.into_iter().map(|r| r.join().unwrap().len()).sum()
+}
+
 #[test]
 fn two_schedulers_on_one_store_fire_each_deadline_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,11 +230,7 @@ fn two_schedulers_on_one_store_fire_each_deadline_once() {
     let first = Arc::new(scheduler(&a));
     let second = Arc::new(scheduler(&b));
     let now = utc("2026-12-01T00:00:00+08:00");
-    let runs: Vec<_> = [Arc::clone(&first), Arc::clone(&second)]
-        .into_iter()
-        .map(|s| std::thread::spawn(move || s.fire_due(now).unwrap()))
-        .collect();
-    let fired: usize = runs.into_iter().map(|r| r.join().unwrap().len()).sum();
+    let fired = fire_together(&first, &second, now);
     assert_eq!(fired, n, "each deadline is stored by exactly one scheduler");
     for i in 0..n {
         let h = history(&a, &format!("jd:{}", 4000 + i));
@@ -246,20 +261,25 @@ fn two_schedulers_on_one_store_fire_each_deadline_once() {
     assert_eq!(store.head_position(), head);
 }
 
-/// A pack whose expiry the aggregate refuses: an automatic refund while the ticket is still
-/// pending review (an operator's mistake in a rule file).
-const BAD_PACK: &str = r#"
-id = "jd@broken"
+/// A JD rule book of one pack with one rule: a one-hour review, armed by the opening and
+/// stopped by the approval, with this expiry.
+fn one_hour_review(pack: &str, rule: &str, expiry: &str) -> RuleBook {
+    let text = format!(
+        r#"
+id = "{pack}"
 platform = "jd"
 
 [[rules]]
-id = "jd.broken.refund_on_review"
+id = "{rule}"
 kind = "review"
 on = ["opened"]
-due = { hours = 1 }
+due = {{ hours = 1 }}
 disarmed_by = ["approved"]
-expiry = "refund"
-"#;
+expiry = "{expiry}"
+"#
+    );
+    RuleBook::from_packs(vec![RulePack::from_toml_str(&text, "test").unwrap()]).unwrap()
+}
 
 #[test]
 fn a_refused_expiry_is_dropped_and_not_retried() {
@@ -268,8 +288,9 @@ fn a_refused_expiry_is_dropped_and_not_retried() {
     let store = open_store(dir.path(), &clock);
     let tickets = tickets(&store);
     open_jd_review(&tickets, "jd:5001", "2026-11-20T10:00:00+08:00");
-    let book =
-        RuleBook::from_packs(vec![RulePack::from_toml_str(BAD_PACK, "test").unwrap()]).unwrap();
+    // An expiry the aggregate refuses: an automatic refund while the ticket is still
+    // pending review (an operator's mistake in a rule file).
+    let book = one_hour_review("jd@broken", "jd.broken.refund_on_review", "refund");
     let scheduler = Scheduler::start(Arc::clone(&tickets), book, Calendar::builtin()).unwrap();
     assert_eq!(scheduler.armed_count(), 1);
     let head = store.head_position();
@@ -360,7 +381,8 @@ fn the_run_loop_fires_on_its_clock_and_a_clock_jumping_back_fires_nothing_early(
         let (scheduler, clock, stop) = (Arc::clone(&scheduler), clock.clone(), Arc::clone(&stop));
         std::thread::spawn(move || scheduler.run(&clock, &stop, Duration::from_millis(5)))
     };
-    // The loop goes round many times; nothing is due yet.
+    // Due in an hour: the loop warns at once, and goes round many times; nothing is due yet.
+    wait_until("the first deadline warns", || scheduler.stats().warned == 1);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(scheduler.stats().fired, 0);
 
@@ -376,7 +398,11 @@ fn the_run_loop_fires_on_its_clock_and_a_clock_jumping_back_fires_nothing_early(
     });
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(scheduler.stats().fired, 1, "fired before its due time");
+    assert_eq!(scheduler.stats().warned, 1, "warned before the window");
     clock.set(utc("2026-11-22T10:59:59+08:00"));
+    wait_until("the second deadline warns", || {
+        scheduler.stats().warned == 2
+    });
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(scheduler.stats().fired, 1, "fired a second early");
     clock.set(utc("2026-11-22T11:00:00+08:00"));
@@ -424,4 +450,338 @@ fn an_unreadable_event_isolates_its_ticket_and_the_others_still_fire() {
     let fired: Vec<&str> = fired.iter().map(|f| f.ticket.as_str()).collect();
     assert_eq!(fired, ["jd:8002"]);
     assert_eq!(expiries(&history(&tickets, "jd:8002")), 1);
+}
+
+// --- warnings ---
+
+fn warnings(history: &[aftersales_app::Stored]) -> usize {
+    names(history)
+        .iter()
+        .filter(|n| **n == "deadline_warned")
+        .count()
+}
+
+/// Fires what is due by the clock's time.
+fn fire_at(scheduler: &Scheduler, clock: &ManualClock, time: &str) -> Vec<Fired> {
+    clock.set(utc(time));
+    scheduler.fire_due(clock.now()).unwrap()
+}
+
+#[test]
+fn a_48h_review_warns_two_hours_before_it_is_due_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    // T = 2026-11-20 10:00: due T+48h = 11-22 10:00, warns at T+46h = 11-22 08:00.
+    open_jd_review(&tickets, "jd:9001", "2026-11-20T10:00:00+08:00");
+    let scheduler = scheduler(&tickets);
+    assert_eq!(scheduler.pending_warnings(), 1);
+    assert_eq!(
+        scheduler.next_warning(),
+        Some(utc("2026-11-22T08:00:00+08:00"))
+    );
+    let clock = ManualClock::new(utc("2026-11-20T10:00:00+08:00"));
+
+    let head = store.head_position();
+    assert!(fire_at(&scheduler, &clock, "2026-11-21T10:00:00+08:00").is_empty());
+    assert!(fire_at(&scheduler, &clock, "2026-11-22T07:59:59+08:00").is_empty());
+    assert_eq!(store.head_position(), head, "warned before the window");
+
+    let fired = fire_at(&scheduler, &clock, "2026-11-22T08:00:00+08:00");
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let w = &fired[0];
+    assert_eq!(w.what, Firing::Warned);
+    assert_eq!(w.ticket.as_str(), "jd:9001");
+    assert_eq!(w.deadline.kind, DeadlineKind::Review);
+    assert_eq!(w.deadline.rule_id.as_str(), "jd.review");
+    assert_eq!(w.deadline.due_at, at("2026-11-22T10:00:00+08:00"));
+    assert_eq!(w.outcome, None);
+    assert_eq!(w.state, Some(State::PendingReview));
+    assert_eq!(w.events, ["deadline_warned"]);
+    // Stored once under the warning's key, at the firing instant in the deadline's offset.
+    let key = warning_key(&w.deadline);
+    assert_eq!(key, "warning/review/jd.review/2026-11-22T02:00:00Z");
+    let h = history(&tickets, "jd:9001");
+    let stored = h.last().unwrap();
+    assert_eq!(stored.position, w.position);
+    assert_eq!(stored.envelope.event_id, event_id(&id("jd:9001"), &key, 0));
+    assert_eq!(stored.envelope.source_message_id.as_deref(), Some(&*key));
+    assert_eq!(
+        stored.envelope.occurred_at.to_rfc3339(),
+        "2026-11-22T08:00:00+08:00"
+    );
+    assert_eq!(w.at, stored.envelope.occurred_at);
+    assert!(matches!(
+        &stored.envelope.event,
+        Event::DeadlineWarned { deadline } if *deadline == w.deadline
+    ));
+    let stats = scheduler.stats();
+    assert_eq!((stats.warned, stats.fired), (1, 0));
+    // The deadline is still armed; only its warning is spent.
+    assert_eq!(scheduler.armed_count(), 1);
+    assert_eq!(scheduler.pending_warnings(), 0);
+
+    // A second round, and a scheduler rebuilt from the log, do not warn again.
+    let head = store.head_position();
+    assert!(fire_at(&scheduler, &clock, "2026-11-22T09:00:00+08:00").is_empty());
+    let restarted = common::scheduler(&tickets);
+    assert_eq!(restarted.pending_warnings(), 0);
+    assert_eq!(restarted.armed_count(), 1);
+    assert!(fire_at(&restarted, &clock, "2026-11-22T09:59:59+08:00").is_empty());
+    assert_eq!(store.head_position(), head, "warned twice");
+
+    // At its due time it expires, once.
+    let fired = fire_at(&restarted, &clock, "2026-11-22T10:00:00+08:00");
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].what, Firing::Expired);
+    assert_eq!(fired[0].at, at("2026-11-22T10:00:00+08:00"));
+    let h = history(&tickets, "jd:9001");
+    assert_eq!((warnings(&h), expiries(&h)), (1, 1), "{:?}", names(&h));
+    assert_eq!(restarted.stats().already_warned, 0);
+}
+
+#[test]
+fn a_deadline_disarmed_before_its_window_never_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    open_jd_review(&tickets, "jd:9011", "2026-11-20T10:00:00+08:00");
+    let scheduler = scheduler(&tickets);
+    let clock = ManualClock::new(utc("2026-11-20T10:00:00+08:00"));
+    assert!(fire_at(&scheduler, &clock, "2026-11-22T07:00:00+08:00").is_empty());
+    // Reviewed an hour before the window opens.
+    submit(
+        &tickets,
+        "jd:9011",
+        Command::Approve {
+            return_method: ReturnMethod::CustomerShips,
+        },
+        "2026-11-22T07:00:00+08:00",
+        Actor::Merchant,
+        "jd/m9011",
+    );
+    for time in ["2026-11-22T08:00:00+08:00", "2027-12-31T00:00:00+08:00"] {
+        assert!(fire_at(&scheduler, &clock, time).is_empty());
+    }
+    assert_eq!(scheduler.pending_warnings(), 0);
+    assert_eq!(warnings(&history(&tickets, "jd:9011")), 0);
+    assert_eq!(scheduler.stats(), Default::default());
+}
+
+#[test]
+fn a_deadline_armed_with_less_than_its_window_left_warns_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    // A one-hour clock: shorter than the two-hour window.
+    let book = one_hour_review("jd@short", "jd.short.review", "deadline_only");
+    let scheduler = Scheduler::start(Arc::clone(&tickets), book, Calendar::builtin()).unwrap();
+    let clock = ManualClock::new(utc("2026-11-20T10:00:00+08:00"));
+    // Opened at 10:00 while the scheduler runs: due 11:00, its window opened at 09:00.
+    open_jd_review(&tickets, "jd:9021", "2026-11-20T10:00:00+08:00");
+    let fired = fire_at(&scheduler, &clock, "2026-11-20T10:00:00+08:00");
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].what, Firing::Warned);
+    assert_eq!(fired[0].at.to_rfc3339(), "2026-11-20T10:00:00+08:00");
+    assert!(fire_at(&scheduler, &clock, "2026-11-20T10:59:59+08:00").is_empty());
+    let fired = fire_at(&scheduler, &clock, "2026-11-20T11:00:00+08:00");
+    assert_eq!(
+        fired.iter().map(|f| f.what).collect::<Vec<_>>(),
+        [Firing::Expired]
+    );
+    let h = history(&tickets, "jd:9021");
+    assert_eq!((warnings(&h), expiries(&h)), (1, 1));
+}
+
+#[test]
+fn a_zero_window_disables_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    open_jd_review(&tickets, "jd:9031", "2026-11-20T10:00:00+08:00");
+    let off = |windows: WarningWindows| {
+        Scheduler::start_with(
+            Arc::clone(&tickets),
+            RuleBook::builtin(),
+            Calendar::builtin(),
+            windows,
+        )
+        .unwrap()
+    };
+    // No warnings at all, and no warnings for the review kind: the same.
+    for windows in [
+        WarningWindows::none(),
+        WarningWindows::default().with(DeadlineKind::Review, chrono::Duration::zero()),
+    ] {
+        let scheduler = off(windows);
+        assert_eq!(scheduler.pending_warnings(), 0);
+        assert_eq!(scheduler.next_warning(), None);
+        let clock = ManualClock::new(utc("2026-11-20T10:00:00+08:00"));
+        assert!(fire_at(&scheduler, &clock, "2026-11-22T09:59:59+08:00").is_empty());
+    }
+    let scheduler = off(WarningWindows::none());
+    let clock = ManualClock::new(utc("2026-11-22T10:00:00+08:00"));
+    let fired = fire_at(&scheduler, &clock, "2026-11-22T10:00:00+08:00");
+    assert_eq!(
+        fired.iter().map(|f| f.what).collect::<Vec<_>>(),
+        [Firing::Expired]
+    );
+    assert_eq!(warnings(&history(&tickets, "jd:9031")), 0);
+}
+
+#[test]
+fn a_deadline_already_due_when_first_seen_only_expires_and_warnings_go_in_warning_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    open_jd_review(&tickets, "jd:9041", "2026-11-20T10:00:00+08:00"); // due 11-22 10:00
+    open_jd_review(&tickets, "jd:9042", "2026-11-20T09:00:00+08:00"); // due 11-22 09:00
+    open_jd_review(&tickets, "jd:9043", "2026-11-20T09:30:00+08:00"); // due 11-22 09:30
+    open_jd_review(&tickets, "jd:9044", "2026-11-19T09:00:00+08:00"); // due 11-21 09:00
+                                                                      // The scheduler first looks at 11-22 09:15: jd:9044 and jd:9042 are due (their windows
+                                                                      // passed unseen), jd:9043 and jd:9041 are inside theirs.
+    let scheduler = scheduler(&tickets);
+    assert_eq!(scheduler.pending_warnings(), 4);
+    let clock = ManualClock::new(utc("2026-11-22T09:15:00+08:00"));
+    let fired = scheduler.fire_due(clock.now()).unwrap();
+    let order: Vec<(Firing, &str)> = fired.iter().map(|f| (f.what, f.ticket.as_str())).collect();
+    assert_eq!(
+        order,
+        [
+            (Firing::Expired, "jd:9044"), // due 11-21 09:00
+            (Firing::Warned, "jd:9043"),  // warns 07:30
+            (Firing::Warned, "jd:9041"),  // warns 08:00
+            (Firing::Expired, "jd:9042"), // due 09:00
+        ]
+    );
+    assert!(fired.windows(2).all(|w| w[0].position < w[1].position));
+    for f in fired.iter().filter(|f| f.is_warning()) {
+        assert_eq!(f.at.to_rfc3339(), "2026-11-22T09:15:00+08:00");
+    }
+    for (ticket, warned) in [
+        ("jd:9041", 1),
+        ("jd:9042", 0),
+        ("jd:9043", 1),
+        ("jd:9044", 0),
+    ] {
+        assert_eq!(warnings(&history(&tickets, ticket)), warned, "{ticket}");
+    }
+    let stats = scheduler.stats();
+    assert_eq!((stats.fired, stats.warned), (2, 2));
+    assert_eq!(scheduler.pending_warnings(), 0);
+}
+
+#[test]
+fn warning_windows_are_per_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    // Friday 2026-11-20 10:00.
+    open_jd_review(&tickets, "jd:9051", "2026-11-20T10:00:00+08:00"); // review: 11-22 10:00
+    open(
+        &tickets,
+        // Refund-only, not shipped: one business day, Monday 11-23 10:00.
+        new_ticket(
+            "jd:9052",
+            ServiceType::RefundOnly,
+            Reason::CancelBeforeShipment,
+            None,
+        ),
+        "2026-11-20T10:00:00+08:00",
+    );
+    open(
+        &tickets,
+        // Cancellation before shipment: 24h, 11-21 10:00.
+        new_ticket(
+            "jd:9053",
+            ServiceType::ReturnRefund,
+            Reason::CancelBeforeShipment,
+            None,
+        ),
+        "2026-11-20T10:00:00+08:00",
+    );
+    let windows = WarningWindows::default()
+        .with(DeadlineKind::Review, chrono::Duration::hours(1))
+        .with(
+            DeadlineKind::RefundOnlyAutoApprove,
+            chrono::Duration::zero(),
+        );
+    let scheduler = Scheduler::start_with(
+        Arc::clone(&tickets),
+        RuleBook::builtin(),
+        Calendar::builtin(),
+        windows.clone(),
+    )
+    .unwrap();
+    assert_eq!(scheduler.warning_windows(), windows);
+    assert_eq!(scheduler.pending_warnings(), 2);
+    let clock = ManualClock::new(utc("2026-11-20T10:00:00+08:00"));
+    let seen = |fired: Vec<Fired>| -> Vec<(Firing, String)> {
+        fired
+            .into_iter()
+            .map(|f| (f.what, f.ticket.to_string()))
+            .collect()
+    };
+    // The cancellation keeps the default two hours.
+    assert!(fire_at(&scheduler, &clock, "2026-11-21T07:59:59+08:00").is_empty());
+    assert_eq!(
+        seen(fire_at(&scheduler, &clock, "2026-11-21T08:00:00+08:00")),
+        [(Firing::Warned, "jd:9053".to_owned())]
+    );
+    // The review warns one hour ahead, not two.
+    assert_eq!(
+        seen(fire_at(&scheduler, &clock, "2026-11-22T08:59:59+08:00")),
+        [(Firing::Expired, "jd:9053".to_owned())]
+    );
+    assert_eq!(
+        seen(fire_at(&scheduler, &clock, "2026-11-22T09:00:00+08:00")),
+        [(Firing::Warned, "jd:9051".to_owned())]
+    );
+    // The refund-only clock never warns.
+    assert_eq!(
+        seen(fire_at(&scheduler, &clock, "2026-11-23T10:00:00+08:00")),
+        [
+            (Firing::Expired, "jd:9051".to_owned()),
+            (Firing::Expired, "jd:9052".to_owned())
+        ]
+    );
+    assert_eq!(warnings(&history(&tickets, "jd:9052")), 0);
+    assert_eq!(scheduler.stats().warned, 2);
+}
+
+#[test]
+fn two_schedulers_on_one_store_warn_of_each_deadline_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = store_clock();
+    let store = open_store(dir.path(), &clock);
+    let a = tickets(&store);
+    let b = tickets(&store);
+    let n = 16;
+    for i in 0..n {
+        let ticket = format!("jd:{}", 9100 + i);
+        open_jd_review(&a, &ticket, &format!("2026-11-02T10:{:02}:00+08:00", i));
+    }
+    let first = Arc::new(scheduler(&a));
+    let second = Arc::new(scheduler(&b));
+    // Inside every window (the last warns at 11-04 08:15), before every due time.
+    let now = utc("2026-11-04T09:00:00+08:00");
+    let warned = fire_together(&first, &second, now);
+    assert_eq!(warned, n, "each warning is stored by exactly one scheduler");
+    for i in 0..n {
+        let h = history(&a, &format!("jd:{}", 9100 + i));
+        assert_eq!((warnings(&h), expiries(&h)), (1, 0), "{:?}", names(&h));
+    }
+    let (sa, sb) = (first.stats(), second.stats());
+    assert_eq!(sa.warned + sb.warned, n as u64);
+    assert_eq!(sa.fired + sb.fired + sa.stale_dropped + sb.stale_dropped, 0);
+    let head = store.head_position();
+    assert!(first.fire_due(now).unwrap().is_empty());
+    assert!(scheduler(&b).fire_due(now).unwrap().is_empty());
+    assert_eq!(store.head_position(), head);
 }

@@ -171,11 +171,10 @@ fn body_to_pb(event: &Event) -> Body {
         }
         Event::DisputeClosed => Body::DisputeClosed(pb::DisputeClosed {}),
         Event::DeadlineExpired { deadline } => Body::DeadlineExpired(pb::DeadlineExpired {
-            deadline: Some(pb::Deadline {
-                kind: deadline_kind_to_pb(deadline.kind) as i32,
-                due_at: Some(instant_to_pb(&deadline.due_at)),
-                rule_id: deadline.rule_id.as_str().to_owned(),
-            }),
+            deadline: Some(deadline_to_pb(deadline)),
+        }),
+        Event::DeadlineWarned { deadline } => Body::DeadlineWarned(pb::DeadlineWarned {
+            deadline: Some(deadline_to_pb(deadline)),
         }),
         Event::Lapsed { rule_id } => Body::Lapsed(pb::Lapsed {
             rule_id: rule_id.as_str().to_owned(),
@@ -184,6 +183,14 @@ fn body_to_pb(event: &Event) -> Body {
             note: note.as_str().to_owned(),
             by: actor_to_pb(*by) as i32,
         }),
+    }
+}
+
+fn deadline_to_pb(deadline: &Deadline) -> pb::Deadline {
+    pb::Deadline {
+        kind: deadline_kind_to_pb(deadline.kind) as i32,
+        due_at: Some(instant_to_pb(&deadline.due_at)),
+        rule_id: deadline.rule_id.as_str().to_owned(),
     }
 }
 
@@ -278,6 +285,7 @@ pub(crate) fn body_name(body: &Body) -> &'static str {
         Body::DeadlineExpired(_) => "deadline_expired",
         Body::Lapsed(_) => "lapsed",
         Body::Annotated(_) => "annotated",
+        Body::DeadlineWarned(_) => "deadline_warned",
     }
 }
 
@@ -592,22 +600,12 @@ fn body_from_pb(body: Body) -> Result<Event, SchemaError> {
             by: actor("intervention_requested.by", i.by)?,
         },
         Body::DisputeClosed(pb::DisputeClosed {}) => Event::DisputeClosed,
-        Body::DeadlineExpired(d) => {
-            let d = d.deadline.ok_or(SchemaError::MissingField {
-                field: "deadline_expired.deadline",
-            })?;
-            Event::DeadlineExpired {
-                deadline: Deadline {
-                    kind: deadline_kind("deadline_expired.deadline.kind", d.kind)?,
-                    due_at: instant_from_pb("deadline_expired.deadline.due_at", d.due_at)?,
-                    rule_id: parse(
-                        "deadline_expired.deadline.rule_id",
-                        &d.rule_id,
-                        RuleId::parse,
-                    )?,
-                },
-            }
-        }
+        Body::DeadlineExpired(d) => Event::DeadlineExpired {
+            deadline: deadline_from_pb(&EXPIRED_DEADLINE, d.deadline)?,
+        },
+        Body::DeadlineWarned(d) => Event::DeadlineWarned {
+            deadline: deadline_from_pb(&WARNED_DEADLINE, d.deadline)?,
+        },
         Body::Lapsed(l) => Event::Lapsed {
             rule_id: parse("lapsed.rule_id", &l.rule_id, RuleId::parse)?,
         },
@@ -615,5 +613,42 @@ fn body_from_pb(body: Body) -> Result<Event, SchemaError> {
             note: note("annotated.note", &a.note)?,
             by: actor("annotated.by", a.by)?,
         },
+    })
+}
+
+/// The field names a deadline's errors give, inside one event body (error fields are
+/// `&'static str`, so each body spells its own).
+struct DeadlineFields {
+    deadline: &'static str,
+    kind: &'static str,
+    due_at: &'static str,
+    rule_id: &'static str,
+}
+
+const EXPIRED_DEADLINE: DeadlineFields = DeadlineFields {
+    deadline: "deadline_expired.deadline",
+    kind: "deadline_expired.deadline.kind",
+    due_at: "deadline_expired.deadline.due_at",
+    rule_id: "deadline_expired.deadline.rule_id",
+};
+
+const WARNED_DEADLINE: DeadlineFields = DeadlineFields {
+    deadline: "deadline_warned.deadline",
+    kind: "deadline_warned.deadline.kind",
+    due_at: "deadline_warned.deadline.due_at",
+    rule_id: "deadline_warned.deadline.rule_id",
+};
+
+fn deadline_from_pb(
+    fields: &DeadlineFields,
+    d: Option<pb::Deadline>,
+) -> Result<Deadline, SchemaError> {
+    let d = d.ok_or(SchemaError::MissingField {
+        field: fields.deadline,
+    })?;
+    Ok(Deadline {
+        kind: deadline_kind(fields.kind, d.kind)?,
+        due_at: instant_from_pb(fields.due_at, d.due_at)?,
+        rule_id: parse(fields.rule_id, &d.rule_id, RuleId::parse)?,
     })
 }

@@ -49,7 +49,7 @@ pub use error::SchemaError;
 pub const CURRENT_SCHEMA_VERSION: u32 = 1;
 
 /// Every event type (`Event::name()`) this build can read, in the order of the `body` oneof.
-pub const EVENT_TYPES: [&str; 19] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "opened",
     "approved",
     "rejected",
@@ -69,6 +69,7 @@ pub const EVENT_TYPES: [&str; 19] = [
     "deadline_expired",
     "lapsed",
     "annotated",
+    "deadline_warned",
 ];
 
 /// A ticket event with the facts about it that are not part of the event itself.

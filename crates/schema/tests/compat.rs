@@ -404,6 +404,79 @@ fn body_defects_are_typed_errors() {
         }
     ));
 
+    // A warning's deadline is checked the same way, under its own field names.
+    let warned = |deadline: Option<pb::Deadline>| {
+        let mut env = with_body(Body::DeadlineWarned(pb::DeadlineWarned { deadline }));
+        env.event_type = "deadline_warned".into();
+        err_of(env)
+    };
+    let valid = || pb::Deadline {
+        kind: pb::DeadlineKind::Review as i32,
+        due_at: Some(pb::Instant {
+            unix_seconds: 1_795_000_000,
+            nanos: 0,
+            offset_seconds: 8 * 3600,
+        }),
+        rule_id: "jd.review".into(),
+    };
+    assert_eq!(
+        warned(None),
+        SchemaError::MissingField {
+            field: "deadline_warned.deadline"
+        }
+    );
+    assert!(matches!(
+        warned(Some(pb::Deadline {
+            kind: 15,
+            ..valid()
+        })),
+        SchemaError::UnknownEnumValue {
+            field: "deadline_warned.deadline.kind",
+            value: 15,
+            ..
+        }
+    ));
+    assert!(matches!(
+        warned(Some(pb::Deadline { kind: 0, ..valid() })),
+        SchemaError::UnspecifiedEnum {
+            field: "deadline_warned.deadline.kind",
+            ..
+        }
+    ));
+    assert_eq!(
+        warned(Some(pb::Deadline {
+            due_at: None,
+            ..valid()
+        })),
+        SchemaError::MissingField {
+            field: "deadline_warned.deadline.due_at"
+        }
+    );
+    assert!(matches!(
+        warned(Some(pb::Deadline {
+            rule_id: String::new(),
+            ..valid()
+        })),
+        SchemaError::MissingField {
+            field: "deadline_warned.deadline.rule_id"
+        }
+    ));
+    // The same deadline as a warning and as an expiry: only the body differs.
+    let mut env = with_body(Body::DeadlineWarned(pb::DeadlineWarned {
+        deadline: Some(valid()),
+    }));
+    env.event_type = "deadline_warned".into();
+    assert!(matches!(
+        from_pb(env).map(|e| e.event),
+        Ok(Event::DeadlineWarned { deadline }) if deadline.rule_id.as_str() == "jd.review"
+    ));
+    // A body that disagrees with its type is refused.
+    let mut env = with_body(Body::DeadlineWarned(pb::DeadlineWarned {
+        deadline: Some(valid()),
+    }));
+    env.event_type = "deadline_expired".into();
+    assert!(matches!(err_of(env), SchemaError::EventTypeMismatch { .. }));
+
     let opened = common::fixture_envelopes().remove(0).to_pb();
     let edit = |f: fn(&mut pb::Opened)| {
         let mut env = opened.clone();

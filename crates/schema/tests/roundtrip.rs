@@ -274,21 +274,24 @@ fn event() -> impl Strategy<Value = Event> {
         note().prop_map(|confirmation| Event::Withdrawn { confirmation }),
         actor().prop_map(|by| Event::InterventionRequested { by }),
         Just(Event::DisputeClosed),
-        (
-            prop::sample::select(DeadlineKind::ALL.to_vec()),
-            timestamp(),
-            ident(RuleId::parse)
-        )
-            .prop_map(|(kind, due_at, rule_id)| Event::DeadlineExpired {
-                deadline: Deadline {
-                    kind,
-                    due_at,
-                    rule_id
-                }
-            }),
+        deadline().prop_map(|deadline| Event::DeadlineExpired { deadline }),
         ident(RuleId::parse).prop_map(|rule_id| Event::Lapsed { rule_id }),
         (note(), actor()).prop_map(|(note, by)| Event::Annotated { note, by }),
+        deadline().prop_map(|deadline| Event::DeadlineWarned { deadline }),
     ]
+}
+
+fn deadline() -> impl Strategy<Value = Deadline> {
+    (
+        prop::sample::select(DeadlineKind::ALL.to_vec()),
+        timestamp(),
+        ident(RuleId::parse),
+    )
+        .prop_map(|(kind, due_at, rule_id)| Deadline {
+            kind,
+            due_at,
+            rule_id,
+        })
 }
 
 fn envelope() -> impl Strategy<Value = EventEnvelope> {

@@ -165,6 +165,9 @@ pub enum Command {
         #[serde(default)]
         outcome: Option<AutoOutcome>,
     },
+    /// The timer reports that a running deadline entered its warning window (it is due
+    /// soon): the merchant's staff are to be alerted. Changes nothing on the ticket.
+    WarnDeadline { deadline: Deadline },
     /// The platform's automatic decision after a missed deadline.
     ApplyPlatformOutcome {
         outcome: AutoOutcome,
@@ -200,6 +203,7 @@ impl Command {
             Command::RequestIntervention => "request_intervention",
             Command::CloseDispute => "close_dispute",
             Command::ExpireDeadline { .. } => "expire_deadline",
+            Command::WarnDeadline { .. } => "warn_deadline",
             Command::ApplyPlatformOutcome { outcome, .. } => match outcome {
                 AutoOutcome::Approve => "auto_approve",
                 AutoOutcome::Refund => "auto_refund",

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::command::{AutoOutcome, Command, Context, Disposal, NewTicket};
 use crate::domain::{
-    china_offset, Actor, DeadlineKind, Money, Note, OrderLineId, Outcome, Reason, ReturnMethod,
-    RuleId, ServiceType, TicketId, Timestamp,
+    china_offset, Actor, Deadline, DeadlineKind, Money, Note, OrderLineId, Outcome, Reason,
+    ReturnMethod, RuleId, ServiceType, TicketId, Timestamp,
 };
 use crate::event::{Event, ExchangeMethod, Opened};
 use crate::state::{State, Ticket, TicketData};
@@ -65,7 +65,10 @@ pub enum Rejection {
     /// Invariant 7.
     #[error("return as-is refused: it needs a note of the conversation with the customer")]
     ReturnAsIsWithoutConversation,
-    #[error("expiry refused: a {kind} deadline does not run while the ticket is {state}")]
+    /// A stale expiry or warning: the deadline's clock is not running in this state.
+    #[error(
+        "expiry or warning refused: a {kind} deadline does not run while the ticket is {state}"
+    )]
     DeadlineNotRunning { kind: DeadlineKind, state: State },
     #[error("lapse refused: the customer already shipped the goods back")]
     LapseAfterShipment,
@@ -232,12 +235,7 @@ pub fn decide(ticket: &Ticket, command: Command, ctx: &Context) -> Result<Vec<Ev
             Ok(vec![Event::DisputeClosed])
         }
         Command::ExpireDeadline { deadline, outcome } => {
-            if !deadline.kind.runs_in(t.state) {
-                return Err(Rejection::DeadlineNotRunning {
-                    kind: deadline.kind,
-                    state: t.state,
-                });
-            }
+            check_running(&deadline, t.state)?;
             let rule_id = deadline.rule_id.clone();
             let mut events = vec![Event::DeadlineExpired { deadline }];
             if let Some(outcome) = outcome {
@@ -245,9 +243,26 @@ pub fn decide(ticket: &Ticket, command: Command, ctx: &Context) -> Result<Vec<Ev
             }
             Ok(events)
         }
+        Command::WarnDeadline { deadline } => {
+            // The same staleness check as an expiry: a clock that stopped warns nobody.
+            check_running(&deadline, t.state)?;
+            Ok(vec![Event::DeadlineWarned { deadline }])
+        }
         Command::ApplyPlatformOutcome { outcome, rule_id } => {
             auto_outcome(t, outcome, rule_id, &allow)
         }
+    }
+}
+
+/// An expiry or warning of a deadline whose kind does not run in `state` is stale.
+fn check_running(deadline: &Deadline, state: State) -> Result<(), Rejection> {
+    if deadline.kind.runs_in(state) {
+        Ok(())
+    } else {
+        Err(Rejection::DeadlineNotRunning {
+            kind: deadline.kind,
+            state,
+        })
     }
 }
 

@@ -116,6 +116,11 @@ pub enum Event {
     DeadlineExpired {
         deadline: Deadline,
     },
+    /// A running deadline entered its warning window: an alert for the merchant's staff.
+    /// A fact for the audit trail only; it changes nothing on the ticket.
+    DeadlineWarned {
+        deadline: Deadline,
+    },
     Lapsed {
         rule_id: RuleId,
     },
@@ -146,6 +151,7 @@ impl Event {
             Event::InterventionRequested { .. } => "intervention_requested",
             Event::DisputeClosed => "dispute_closed",
             Event::DeadlineExpired { .. } => "deadline_expired",
+            Event::DeadlineWarned { .. } => "deadline_warned",
             Event::Lapsed { .. } => "lapsed",
             Event::Annotated { .. } => "annotated",
         }

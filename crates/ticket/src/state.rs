@@ -284,6 +284,8 @@ pub fn evolve(ticket: Ticket, event: &Event) -> Ticket {
             t.state = State::Completed;
         }
         Event::DeadlineExpired { .. } => t.deadlines_expired += 1,
+        // A warning is an alert, not a change: the ticket stays as it was.
+        Event::DeadlineWarned { .. } => {}
         Event::Lapsed { .. } => {
             t.settlement = Some(Settlement::Lapsed);
             t.state = State::Completed;

@@ -416,3 +416,89 @@ fn an_expiry_and_its_automatic_outcome_are_one_decision() {
         ["deadline_expired"]
     );
 }
+
+fn warn(kind: DeadlineKind) -> Command {
+    Command::WarnDeadline {
+        deadline: Deadline {
+            kind,
+            due_at: at("2026-11-21T10:00:00+08:00"),
+            rule_id: rule(),
+        },
+    }
+}
+
+#[test]
+fn a_stale_warning_is_refused_like_a_stale_expiry() {
+    let (awaiting, _) = walk(ServiceType::ReturnRefund, &["open", "approve"]);
+    assert_eq!(
+        decide_on(&awaiting, warn(DeadlineKind::Review)),
+        Err(Rejection::DeadlineNotRunning {
+            kind: DeadlineKind::Review,
+            state: State::AwaitingReturn
+        })
+    );
+    let (pending, _) = walk(ServiceType::ReturnRefund, &["open"]);
+    let events = decide_on(&pending, warn(DeadlineKind::Review)).unwrap();
+    assert_eq!(names(&events), ["deadline_warned"]);
+    let Event::DeadlineWarned { deadline } = &events[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (deadline.kind, deadline.rule_id.as_str()),
+        (DeadlineKind::Review, "test.rule")
+    );
+}
+
+#[test]
+fn a_warning_runs_where_its_expiry_would_and_changes_nothing() {
+    let paths: [(ServiceType, &[&str]); 12] = [
+        (ServiceType::ReturnRefund, &["open"]),
+        (ServiceType::ReturnRefund, &["open", "ask_customer"]),
+        (ServiceType::ReturnRefund, &["open", "approve"]),
+        (
+            ServiceType::ReturnRefund,
+            &["open", "approve", "record_return_shipment"],
+        ),
+        (
+            ServiceType::ReturnRefund,
+            &["open", "approve", "confirm_receipt"],
+        ),
+        (
+            ServiceType::RepairSendIn,
+            &["open", "approve", "confirm_receipt"],
+        ),
+        (ServiceType::RepairOnsite, &["open", "approve"]),
+        (ServiceType::ReturnRefund, &["open", "request_intervention"]),
+        (ServiceType::ReturnRefund, &["open", "reject"]),
+        (ServiceType::ReturnRefund, &["open", "withdraw"]),
+        (
+            ServiceType::ReturnRefund,
+            &["open", "approve", "confirm_receipt", "dispose_refund"],
+        ),
+        (ServiceType::RefundOnly, &["open", "approve"]),
+    ];
+    for (service_type, path) in paths {
+        let (ticket, _) = walk(service_type, path);
+        let state = ticket.state().unwrap();
+        for kind in DeadlineKind::ALL {
+            let warned = decide_on(&ticket, warn(kind));
+            let expired = decide_on(&ticket, expire(kind, None));
+            assert_eq!(
+                warned.as_ref().map(|e| names(e)).map_err(Rejection::code),
+                expired
+                    .as_ref()
+                    .map(|_| vec!["deadline_warned"])
+                    .map_err(Rejection::code),
+                "{kind} in {state}"
+            );
+            assert_eq!(warned.is_ok(), kind.runs_in(state), "{kind} in {state}");
+            if let Ok(events) = warned {
+                assert_eq!(
+                    events.iter().fold(ticket.clone(), evolve),
+                    ticket,
+                    "a {kind} warning changed a ticket in {state}"
+                );
+            }
+        }
+    }
+}

@@ -34,6 +34,7 @@ fn every_event_round_trips_through_json() {
                 "record_return_shipment",
                 "confirm_receipt",
                 "expire_deadline",
+                "warn_deadline",
                 "dispose_refund",
                 "annotate",
             ],
@@ -70,7 +71,7 @@ fn every_event_round_trips_through_json() {
     );
     seen.extend(names(&more));
     seen.extend(names(&dispute));
-    assert_eq!(seen.len(), 19, "every event variant was covered: {seen:?}");
+    assert_eq!(seen.len(), 20, "every event variant was covered: {seen:?}");
 }
 
 #[test]

@@ -40,6 +40,10 @@ fn command() -> impl Strategy<Value = Command> {
                     let outcome = with_note.then_some(AutoOutcome::Lapse);
                     Command::ExpireDeadline { deadline, outcome }
                 }
+                Command::WarnDeadline { mut deadline } => {
+                    deadline.kind = kind;
+                    Command::WarnDeadline { deadline }
+                }
                 Command::Dispose { disposal } => Command::Dispose {
                     disposal: match disposal {
                         Disposal::Refund {
@@ -172,6 +176,10 @@ proptest! {
                 if let Err(why) = well_formed(data) {
                     prop_assert!(false, "after {}: {}", command.name(), why);
                 }
+            }
+            // A warning is an alert only: the ticket is exactly as it was.
+            if matches!(command, Command::WarnDeadline { .. }) {
+                prop_assert_eq!(&ticket, &before, "a warning changed the ticket");
             }
             // Replay gives the same ticket as the state decide saw next.
             prop_assert_eq!(&Ticket::replay(&history), &ticket);

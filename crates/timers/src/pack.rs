@@ -174,7 +174,12 @@ struct RuleFile {
 }
 
 fn known_events() -> String {
-    Trigger::ALL.map(Trigger::as_str).join(", ")
+    Trigger::ALL
+        .into_iter()
+        .filter(|t| t.can_arm_or_disarm())
+        .map(Trigger::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn parse_kind(name: &str) -> Option<DeadlineKind> {
@@ -276,6 +281,15 @@ fn check_rule(r: RuleFile, file: &str) -> Result<Rule, RuleError> {
     let disarmed_by = triggers("disarmed_by", &r.disarmed_by)?;
     if on.is_empty() {
         return Err(invalid("`on` must name at least one event".to_owned()));
+    }
+    if let Some(t) = on
+        .iter()
+        .chain(&disarmed_by)
+        .find(|t| !t.can_arm_or_disarm())
+    {
+        return Err(invalid(format!(
+            "{t} is an alert about a running deadline and cannot arm or disarm a rule"
+        )));
     }
     if let Some(t) = on.iter().find(|t| disarmed_by.contains(t)) {
         return Err(invalid(format!("{t} both arms and disarms the rule")));

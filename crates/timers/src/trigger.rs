@@ -26,6 +26,9 @@ pub enum Trigger {
     InterventionRequested,
     DisputeClosed,
     DeadlineExpired,
+    /// A deadline entered its warning window: an alert only, so no rule may arm or
+    /// disarm on it (a pack naming it is refused).
+    DeadlineWarned,
     Lapsed,
     Annotated,
     /// External: the platform decided a violation against the merchant (JD 违约单).
@@ -39,7 +42,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 23] = [
+    pub const ALL: [Trigger; 24] = [
         Trigger::Opened,
         Trigger::Approved,
         Trigger::Rejected,
@@ -57,6 +60,7 @@ impl Trigger {
         Trigger::InterventionRequested,
         Trigger::DisputeClosed,
         Trigger::DeadlineExpired,
+        Trigger::DeadlineWarned,
         Trigger::Lapsed,
         Trigger::Annotated,
         Trigger::ViolationDecided,
@@ -84,6 +88,7 @@ impl Trigger {
             Trigger::InterventionRequested => "intervention_requested",
             Trigger::DisputeClosed => "dispute_closed",
             Trigger::DeadlineExpired => "deadline_expired",
+            Trigger::DeadlineWarned => "deadline_warned",
             Trigger::Lapsed => "lapsed",
             Trigger::Annotated => "annotated",
             Trigger::ViolationDecided => "violation_decided",
@@ -102,6 +107,13 @@ impl Trigger {
     /// (one added to `aftersales_ticket` later): it arms nothing.
     pub fn of(event: &Event) -> Option<Trigger> {
         Trigger::parse(event.name()).filter(|t| !t.is_external())
+    }
+
+    /// Whether a rule may name the trigger in `on` or `disarmed_by`. A warning may not: it
+    /// is the scheduler's own alert about a running deadline, and a deadline that a warning
+    /// stopped or started would make the alert change what it warns about.
+    pub fn can_arm_or_disarm(self) -> bool {
+        self != Trigger::DeadlineWarned
     }
 
     /// Whether the trigger is something the ticket's event log does not record.
@@ -190,11 +202,17 @@ mod tests {
 
     #[test]
     fn event_triggers_are_the_ticket_event_names() {
+        let deadline = aftersales_ticket::Deadline {
+            kind: aftersales_ticket::DeadlineKind::Review,
+            due_at: chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00+08:00").unwrap(),
+            rule_id: aftersales_ticket::RuleId::parse("jd.review").unwrap(),
+        };
         let events = [
             Event::CustomerResponded,
             Event::Resubmitted,
             Event::GoodsReceived,
             Event::DisputeClosed,
+            Event::DeadlineWarned { deadline },
         ];
         for e in &events {
             assert_eq!(Trigger::of(e).map(Trigger::as_str), Some(e.name()));

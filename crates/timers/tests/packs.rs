@@ -279,3 +279,24 @@ fn a_directory_with_a_broken_pack_names_the_file() {
     let e = RuleBook::load_dir(&dir.join("missing")).unwrap_err();
     assert!(matches!(&e, RuleError::Io { .. }), "{e}");
 }
+
+#[test]
+fn a_warning_can_neither_arm_nor_disarm_a_rule() {
+    for edit in [
+        GOOD_RULE.replace(
+            r#"on = ["opened"]"#,
+            r#"on = ["opened", "deadline_warned"]"#,
+        ),
+        GOOD_RULE.replace(r#"["approved"]"#, r#"["approved", "deadline_warned"]"#),
+    ] {
+        let e = err(&edit);
+        assert!(
+            matches!(&e, RuleError::InvalidRule { rule, reason, .. }
+                if rule == "x.review" && reason.contains("deadline_warned")),
+            "{e}"
+        );
+    }
+    // Nor is it offered as a name to use.
+    let e = err(&GOOD_RULE.replace(r#"on = ["opened"]"#, r#"on = ["shipped_out"]"#));
+    assert!(!e.to_string().contains("deadline_warned"), "{e}");
+}

@@ -217,3 +217,70 @@ fn deadlines_after_is_pure() {
     );
     assert!(none.is_empty());
 }
+
+/// A warning is an alert, not a step of the ticket's flow: folding `deadline_warned` for a
+/// running deadline arms nothing, disarms nothing and leaves the ticket as it was, in every
+/// built-in pack and at every step of these walks.
+#[test]
+fn a_warning_arms_and_disarms_nothing() {
+    let walks: [(
+        aftersales_ticket::ServiceType,
+        aftersales_ticket::Reason,
+        &[&str],
+    ); 5] = [
+        (
+            ReturnRefund,
+            QualityProblem,
+            &["approved_pickup", "goods_received"],
+        ),
+        (
+            ReturnRefund,
+            QualityProblem,
+            &["approved", "return_shipped"],
+        ),
+        (
+            RefundOnly,
+            CancelBeforeShipment,
+            &["customer_asked", "customer_responded"],
+        ),
+        (
+            RepairSendIn,
+            QualityProblem,
+            &["approved", "goods_received"],
+        ),
+        (ReturnRefund, QualityProblem, &["rejected", "resubmitted"]),
+    ];
+    let mut warned = 0;
+    for pack in common::book().packs() {
+        let platform = pack
+            .platform
+            .as_ref()
+            .map_or("own_shop".into(), |p| p.to_string());
+        for (service, reason, steps) in walks {
+            let mut timers = Timers::new();
+            let open = opened(&platform, service, reason, None, "2026-03-02 10:00");
+            let mut events = vec![open];
+            events.extend(steps.iter().map(|s| ev(s)));
+            for (i, event) in events.iter().enumerate() {
+                let at = t("2026-03-02 10:00") + chrono::Duration::hours(i as i64);
+                timers.apply(pack, cal(), event, at);
+                let deadlines: Vec<_> = timers.armed().map(|a| a.deadline.clone()).collect();
+                for deadline in deadlines {
+                    let before = timers.clone();
+                    let ctx = Context::new(at, Actor::Platform);
+                    let events = decide(timers.ticket(), Command::WarnDeadline { deadline }, &ctx)
+                        .expect("an armed deadline can be warned about");
+                    assert_eq!(events[0].name(), "deadline_warned");
+                    let c = timers.apply(pack, cal(), &events[0], at);
+                    assert!(c.is_empty(), "{}: {c:?}", pack.id);
+                    assert_eq!(timers, before, "{}: a warning changed the timers", pack.id);
+                    warned += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        warned > 20,
+        "the walks warned about {warned} deadlines only"
+    );
+}

@@ -8,7 +8,7 @@
 //! `open` prints `OPENED <ticket>` after each acknowledged opening and `DISARMED <ticket>`
 //! after an acknowledged approval (every fourth ticket is reviewed by the merchant right
 //! away, which stops its review clock). `fire` prints `FIRED <ticket> <rule> <position>` as
-//! each expiry is stored, then `DONE`. Stdout is line-buffered, so a line is complete only
+//! each expiry is stored (`WARNED …` for a warning), then `DONE`. Stdout is line-buffered, so a line is complete only
 //! if the fact it reports was acknowledged.
 
 use std::process::ExitCode;
@@ -152,7 +152,8 @@ fn fire(dir: &str, now: &str) -> Result<(), Failure> {
     let tickets = tickets(dir)?;
     let scheduler = Scheduler::start(tickets, RuleBook::builtin(), Calendar::builtin())?;
     scheduler.fire_due_with(now, &mut |f| {
-        println!("FIRED {} {} {}", f.ticket, f.deadline.rule_id, f.position)
+        let what = if f.is_warning() { "WARNED" } else { "FIRED" };
+        println!("{what} {} {} {}", f.ticket, f.deadline.rule_id, f.position)
     })?;
     let stats = scheduler.stats();
     println!(

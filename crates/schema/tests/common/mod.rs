@@ -187,15 +187,18 @@ pub fn fixture_envelopes() -> Vec<EventEnvelope> {
         },
         Event::DisputeClosed,
     ]);
-    for (i, kind) in DeadlineKind::ALL.into_iter().enumerate() {
-        events.push(Event::DeadlineExpired {
-            deadline: Deadline {
+    // One deadline of every kind.
+    let deadlines = || {
+        DeadlineKind::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Deadline {
                 kind,
                 due_at: at(&format!("2026-11-{:02}T20:00:00+08:00", 21 + i % 7)),
                 rule_id: rule(&format!("rules.{}", kind.as_str())),
-            },
-        });
-    }
+            })
+    };
+    events.extend(deadlines().map(|deadline| Event::DeadlineExpired { deadline }));
     events.extend([
         Event::Lapsed {
             rule_id: rule("kuaishou.resubmit.lapse_7d"),
@@ -209,6 +212,8 @@ pub fn fixture_envelopes() -> Vec<EventEnvelope> {
             by: Actor::Platform,
         },
     ]);
+    // Event types added after v1 was frozen, last so the v1 envelopes keep their places.
+    events.extend(deadlines().map(|deadline| Event::DeadlineWarned { deadline }));
 
     // Envelope variety: offsets (+08:00, UTC, +05:45, -03:30), sub-second times, and each
     // optional header both set and unset.

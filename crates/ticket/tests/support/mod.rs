@@ -116,6 +116,13 @@ pub fn canonical(name: &str, service_type: ServiceType) -> Command {
             },
             outcome: None,
         },
+        "warn_deadline" => Command::WarnDeadline {
+            deadline: Deadline {
+                kind: DeadlineKind::ComplaintReply,
+                due_at: at("2026-11-20T13:00:00+08:00"),
+                rule_id: rule(),
+            },
+        },
         "auto_approve" => auto(AutoOutcome::Approve),
         "auto_refund" => auto(AutoOutcome::Refund),
         "auto_refund_without_return" => auto(AutoOutcome::RefundWithoutReturn),
@@ -128,7 +135,7 @@ pub fn canonical(name: &str, service_type: ServiceType) -> Command {
 }
 
 /// Every command name the table has a column for.
-pub const COMMANDS: [&str; 24] = [
+pub const COMMANDS: [&str; 25] = [
     "open",
     "approve",
     "reject",
@@ -148,6 +155,7 @@ pub const COMMANDS: [&str; 24] = [
     "request_intervention",
     "close_dispute",
     "expire_deadline",
+    "warn_deadline",
     "auto_approve",
     "auto_refund",
     "auto_refund_without_return",
