@@ -33,6 +33,10 @@ fn demo_store(dir: &Path) -> String {
         "{stdout}"
     );
     assert!(
+        stdout.contains("⚠ review due in 2h (jd.review)"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("\nok: "),
         "the demo ends with a clean chain check: {stdout}"
     );
@@ -81,7 +85,7 @@ fn the_demo_store_reads_back_through_verify_ticket_and_as_of() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("fired 0 deadline(s)"), "{stdout}");
     let out = aftersales(&["verify", "--data", &data]);
-    assert!(text(&out).0.contains("ok: 32 records"), "{}", text(&out).0);
+    assert!(text(&out).0.contains("ok: 35 records"), "{}", text(&out).0);
 }
 
 #[test]
@@ -389,6 +393,14 @@ fn dashboards_count_what_the_webhooks_and_deadlines_did_across_restarts() {
         (400, true),
         "{body}"
     );
+    // myshop:3 is due in 30 min, inside the 2h window: the scheduler warns of it at once.
+    let events = wait_for(&serve, "/v1/tickets/myshop:3/events", |v| {
+        v["events"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(
+        events["events"][1]["envelope"]["event"]["type"], "deadline_warned",
+        "{events}"
+    );
     serve.stop();
 
     // Both reviews pass while the service is down; `advance` fires them.
@@ -408,6 +420,29 @@ fn dashboards_count_what_the_webhooks_and_deadlines_did_across_restarts() {
         (Some(0), Some(0)),
         "{sla}"
     );
+    // The warning served live, the two expiries fired by `advance`: newest first.
+    let alerts = serve.json("/v1/alerts?platform=myshop");
+    let kinds: Vec<(&str, &str)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap(), a["ticket"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds.len(), 3, "{alerts}");
+    assert!(kinds[..2].iter().all(|(k, _)| *k == "expired"), "{alerts}");
+    assert_eq!(kinds[2], ("warning", "myshop:3"), "{alerts}");
+    let warnings = serve.json("/v1/alerts?kind=warning&limit=10");
+    assert_eq!(
+        warnings["alerts"].as_array().unwrap().len(),
+        1,
+        "{warnings}"
+    );
+    let (status, body) = serve.get("/v1/alerts?kind=loud");
+    assert_eq!(
+        (status, body.contains("\"bad_kind\"")),
+        (400, true),
+        "{body}"
+    );
     let (_, metrics) = serve.get("/metrics");
     assert!(
         metrics
@@ -416,7 +451,7 @@ fn dashboards_count_what_the_webhooks_and_deadlines_did_across_restarts() {
     );
     let stderr = serve.stop();
     assert!(
-        stderr.contains("read models resumed from their checkpoint at 6"),
+        stderr.contains("read models resumed from their checkpoint at 7"),
         "{stderr}"
     );
 }
@@ -487,4 +522,89 @@ fn export_replay_and_import_serve_an_audit() {
         "imported twice, stored once"
     );
     assert_ne!(digest(&data), first, "the new ticket changes the digest");
+}
+
+#[test]
+fn the_alerts_config_sets_the_warning_windows_and_refuses_unknown_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    // A myshop review opened 2026-11-20 10:00Z: the generic pack's 48h, due 11-22 10:00Z.
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let bodies = dir.path().join("myshop.jsonl");
+    std::fs::write(&bodies, format!("{}\n", myshop_open(1, t0))).unwrap();
+    let out = aftersales(&[
+        "import",
+        "--data",
+        data,
+        "--platform",
+        "myshop",
+        bodies.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    let config = dir.path().join("aftersales.toml");
+    std::fs::write(
+        &config,
+        "[alerts]\nwarn_before_minutes = 120\n[alerts.warn_before_minutes_by_kind]\nreview = 60\ncustomer_ship_back = 0\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let advance = |to: &str| {
+        let out = aftersales(&["advance", "--data", data, "--to", to, "--config", config]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        stdout
+    };
+    // Review warns 60 minutes ahead, not the default 120 (times in China time, as the
+    // deadline's).
+    let out = advance("2026-11-22T08:30:00Z");
+    assert!(out.contains("warned of 0 (0 already stored)"), "{out}");
+    assert!(
+        out.contains("next warning: 2026-11-22T09:00:00+00:00"),
+        "{out}"
+    );
+    let out = advance("2026-11-22T09:00:00Z");
+    assert!(
+        out.contains("warned 2026-11-22T17:00:00+08:00  myshop:1  review  generic.review  due=2026-11-22T18:00:00+08:00"),
+        "{out}"
+    );
+    assert!(out.contains("fired 0 deadline(s)"), "{out}");
+    assert!(out.contains("warned of 1 (0 already stored)"), "{out}");
+    // Once: a later run (with the default windows, too) warns no more, and the deadline
+    // still expires at its due time.
+    let out = advance("2026-11-22T09:30:00Z");
+    assert!(out.contains("warned of 0"), "{out}");
+    let out = aftersales(&["advance", "--data", data, "--to", "2026-11-22T10:00:00Z"]);
+    let (out, _) = text(&out);
+    assert!(out.contains("fired 1 deadline(s)"), "{out}");
+    assert!(out.contains("warned of 0"), "{out}");
+
+    // An unknown kind is refused by name, by `advance` and `serve` alike.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[alerts.warn_before_minutes_by_kind]\nreveiw = 60\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    for args in [
+        &[
+            "advance",
+            "--data",
+            data,
+            "--to",
+            "2026-11-22T10:00:00Z",
+            "--config",
+            bad,
+        ][..],
+        &["serve", "--data", data, "--config", bad][..],
+    ] {
+        let out = aftersales(args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("\"reveiw\" is not a deadline kind")
+                && stderr.contains("the kinds are review, "),
+            "{args:?}: {stderr}"
+        );
+    }
 }

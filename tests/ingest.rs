@@ -186,3 +186,98 @@ fn deadletter_list_shows_why_and_replay_feeds_it_back() {
     let (_, left) = progress(&rt, &js);
     assert_eq!(left, 1);
 }
+
+/// `serve` with NATS: a webhook published to the broker becomes a ticket whose review is
+/// due within the warning window, the scheduler warns of it at once, and the alert comes
+/// out on `aftersales.alerts.<platform>` once; a restart sends nothing again.
+#[test]
+fn serve_with_nats_turns_a_webhook_into_a_ticket_and_its_warning_into_one_alert() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(["serve", "--nats", &server.url(), "--http"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let js =
+        rt.block_on(async { jetstream::new(async_nats::connect(server.url()).await.unwrap()) });
+    // A Douyin refund opened 47h ago: its 48h review is due in an hour, inside the 2h window.
+    let applied = chrono::Utc::now().timestamp() - 47 * 3600;
+    let body = format!(
+        r#"{{"tag":"200","msg_id":"warn-1","data":{{"aftersale_id":777,"aftersale_type":0,"apply_time":{applied},"p_id":1,"s_id":2,"refund_amount":9900}}}}"#
+    );
+    let alerts = |rt: &tokio::runtime::Runtime| -> u64 {
+        rt.block_on(async {
+            match js.get_stream("AFTERSALES_ALERTS").await {
+                Ok(mut s) => s.info().await.unwrap().state.messages,
+                Err(_) => 0,
+            }
+        })
+    };
+    // The stream exists once serve's ingest has started; publish until the broker takes it.
+    wait_until(30, "the webhook stream", || {
+        rt.block_on(async {
+            match js
+                .publish("aftersales.webhooks.douyin", body.clone().into())
+                .await
+            {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    });
+    wait_until(30, "the warning's alert", || alerts(&rt) == 1);
+    let message = rt.block_on(async {
+        let stream = js.get_stream("AFTERSALES_ALERTS").await.unwrap();
+        stream.get_raw_message(1).await.unwrap()
+    });
+    assert_eq!(message.subject.as_str(), "aftersales.alerts.douyin");
+    let alert: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(
+        (alert["kind"].as_str(), alert["ticket"].as_str()),
+        (Some("warning"), Some("douyin:777"))
+    );
+    assert_eq!(alert["deadline"], "review");
+
+    // SIGTERM and start again: the cursor holds, nothing is sent twice.
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+    let mut child = serve();
+    // Once the restarted publisher has looked at the whole log, count again.
+    wait_until(30, "the restarted publisher to catch up", || {
+        metrics(port).is_some_and(|m| m.contains("aftersales_alerts_lag_events 0"))
+    });
+    assert_eq!(alerts(&rt), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `GET /metrics` from a `serve` on loopback, if it answers.
+fn metrics(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).ok()?;
+    Some(out)
+}

@@ -491,14 +491,30 @@ pub fn run(data: Option<PathBuf>) -> Result<ExitCode> {
         "aftersales demo: sample tickets of five platforms on the embedded store ({})",
         dir.display()
     );
-    println!("platform messages in time order; ⏰ marks a deadline the simulated clock passed\n");
+    println!(
+        "platform messages in time order; ⏰ marks a deadline the simulated clock passed, \
+         ⚠ one about to fall due\n"
+    );
 
     let (mut applied, mut refused, mut duplicates) = (0, 0, 0);
-    let (mut expired, mut automatic) = (0, 0);
-    let mut fire_until = |until: Timestamp| -> Result<()> {
+    let (mut expired, mut automatic, mut warned) = (0, 0, 0);
+    let mut fire_at = |until: DateTime<Utc>| -> Result<()> {
         // The store's clock follows the simulated time, so records carry when they happened.
-        clock.set(until.with_timezone(&Utc));
-        scheduler.fire_due_with(until.with_timezone(&Utc), &mut |fired| {
+        clock.set(until);
+        scheduler.fire_due_with(until, &mut |fired| {
+            if fired.is_warning() {
+                warned += 1;
+                println!(
+                    "{}  {:<14} ⚠ {} due in {} ({}) stored #{}",
+                    fired.at.format("%m-%d %H:%M"),
+                    fired.ticket,
+                    fired.deadline.kind,
+                    due_in(fired.deadline.due_at - fired.at),
+                    fired.deadline.rule_id,
+                    fired.position,
+                );
+                return;
+            }
             expired += 1;
             let outcome = match fired.outcome {
                 Some(_) => {
@@ -520,6 +536,20 @@ pub fn run(data: Option<PathBuf>) -> Result<ExitCode> {
             );
         })?;
         Ok(())
+    };
+    // Like the service's loop: each warning at its own instant, then what is due by `until`.
+    let mut fire_until = |until: Timestamp| -> Result<()> {
+        let until = until.with_timezone(&Utc);
+        scheduler.catch_up()?;
+        let mut last = None;
+        while let Some(w) = scheduler.next_warning().filter(|w| *w <= until) {
+            if last == Some(w) {
+                break; // it could not be sent (logged); the next round tries again
+            }
+            fire_at(w)?;
+            last = Some(w);
+        }
+        fire_at(until)
     };
     let mut steps = script();
     // Platforms report in time order across tickets; the store's clock follows it.
@@ -594,6 +624,12 @@ pub fn run(data: Option<PathBuf>) -> Result<ExitCode> {
         "{expired} deadlines passed by {end}, {automatic} of them decided by the platform; {} still running",
         scheduler.armed_count()
     );
+    println!(
+        "{warned} warnings sent to the merchant's staff before a deadline fell due (⚠, {} ahead)",
+        due_in(chrono::Duration::hours(
+            aftersales_scheduler::WarningWindows::DEFAULT_HOURS
+        ))
+    );
     // The same figures the dashboard serves (GET /v1/dashboard/sla), as of the end.
     let mut views = Views::new(RuleBook::builtin(), Calendar::builtin());
     aftersales_views::catch_up(&mut views, store)?;
@@ -614,6 +650,16 @@ pub fn run(data: Option<PathBuf>) -> Result<ExitCode> {
     let report = store.verify()?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2h`, `1h30m`, `45m`: how long until a deadline falls due.
+fn due_in(left: chrono::Duration) -> String {
+    let minutes = left.num_minutes().max(0);
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
+    }
 }
 
 /// The dashboard's SLA figures in a few lines.

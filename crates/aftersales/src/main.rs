@@ -86,7 +86,8 @@ enum Cmd {
     },
     /// Fire every deadline due up to an instant: each becomes one stored expiry (with the
     /// platform's automatic outcome, if its rule has one); a deadline already fired is not
-    /// fired again.
+    /// fired again. A deadline not yet due whose warning window has opened by then gets its
+    /// warning (once).
     Advance {
         /// The store directory (it must exist).
         #[arg(long)]
@@ -101,6 +102,10 @@ enum Cmd {
         /// A holiday calendar file to use instead of the built-in rules/calendar/cn.toml.
         #[arg(long)]
         calendar: Option<PathBuf>,
+        /// A TOML config file (the one `serve` reads): its [alerts] table sets the warning
+        /// windows (default: 120 minutes before every deadline).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the service: the HTTP API (webhooks, tickets, health, metrics), the deadline
     /// scheduler and, with NATS configured, the ingest; SIGTERM or Ctrl-C stops it cleanly.
@@ -115,7 +120,7 @@ enum Cmd {
         /// other than loopback needs tokens in the config file.
         #[arg(long)]
         http: Option<String>,
-        /// A TOML config file with [nats] and [http] tables.
+        /// A TOML config file with [nats], [http] and [alerts] tables.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -214,6 +219,26 @@ enum Bench {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The dashboards' queries over HTTP (ticket, list, paged list, SLA dashboard): req/s,
+    /// p50/p99 under concurrent clients next to GET /healthz; the read models' replay next to
+    /// a raw log scan.
+    Api {
+        /// A short run (20,000 tickets, 50 clients, 2 s per query), as CI runs it.
+        #[arg(long)]
+        quick: bool,
+        /// Tickets to load (default: 1,000,000; 20,000 with --quick).
+        #[arg(long)]
+        tickets: Option<usize>,
+        /// Concurrent clients, one keep-alive connection each (default: 200; 50 with --quick).
+        #[arg(long)]
+        clients: Option<usize>,
+        /// Seconds each query kind is driven (default: 10; 2 with --quick).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Where to put the benchmark's store (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -233,7 +258,14 @@ fn main() -> ExitCode {
             to,
             rules,
             calendar,
-        } => timers::advance(&data, &to, rules.as_deref(), calendar.as_deref()),
+            config,
+        } => timers::advance(
+            &data,
+            &to,
+            rules.as_deref(),
+            calendar.as_deref(),
+            config.as_deref(),
+        ),
         Cmd::Serve {
             data,
             nats,
@@ -280,6 +312,16 @@ fn main() -> ExitCode {
                     dir,
                 },
         } => timers::bench_timers(quick, deadlines, dir),
+        Cmd::Bench {
+            what:
+                Bench::Api {
+                    quick,
+                    tickets,
+                    clients,
+                    seconds,
+                    dir,
+                },
+        } => serve::bench_api(quick, tickets, clients, seconds, dir),
     };
     match result {
         Ok(code) => code,

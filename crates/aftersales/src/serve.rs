@@ -1,6 +1,7 @@
 //! `serve`: the HTTP API, the deadline scheduler and (with NATS configured) the ingest in
 //! one process, stopped gracefully by SIGTERM or Ctrl-C.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,12 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aftersales_alerts::{cursor_path as alerts_cursor, Publisher, PublisherConfig};
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
 use aftersales_http::{open_is_allowed, router, Api, Tokens, WebhookSecrets};
 use aftersales_ingest::{Ingest, IngestConfig};
-use aftersales_scheduler::Scheduler;
+use aftersales_scheduler::{Scheduler, WarningWindows};
 use aftersales_store::{Store, StoreConfig};
+use aftersales_ticket::DeadlineKind;
 use aftersales_timers::{Calendar, RuleBook};
 use aftersales_views::{Loaded, SharedViews};
 use anyhow::{bail, Context, Result};
@@ -22,13 +25,69 @@ use serde::Deserialize;
 use crate::ingest::{runtime, shutdown_signal};
 use crate::timers::rule_pack_chooser;
 
-/// The config file (TOML): `[nats]` (docs/INGEST.md) and `[http]`; every key optional.
+/// The config file (TOML): `[nats]` (docs/INGEST.md), `[http]` and `[alerts]`; every key
+/// optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub nats: Option<IngestConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: how long before its due time a deadline warns the merchant's staff
+/// (docs/DEADLINES.md, "Warnings"). 0 minutes: no warning.
+///
+/// ```toml
+/// [alerts]
+/// warn_before_minutes = 120          # every kind (the default)
+/// [alerts.warn_before_minutes_by_kind]
+/// review = 60
+/// customer_ship_back = 0             # never warn of this kind
+/// [alerts.publish]                   # with NATS: where alerts go (docs/HTTP.md, "Alerts")
+/// stream = "AFTERSALES_ALERTS"
+/// subject_prefix = "aftersales.alerts"
+/// ```
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Minutes before the due time, for every kind without its own entry.
+    pub warn_before_minutes: u32,
+    /// Minutes per deadline kind, by its name (`review`, `pickup`, …).
+    pub warn_before_minutes_by_kind: BTreeMap<String, u32>,
+    /// The NATS stream and subjects alerts are published to.
+    pub publish: PublisherConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            warn_before_minutes: 120,
+            warn_before_minutes_by_kind: BTreeMap::new(),
+            publish: PublisherConfig::default(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The scheduler's warning windows; an unknown kind name is an error naming the kinds.
+    pub fn windows(&self) -> Result<WarningWindows> {
+        let minutes = |m: u32| chrono::Duration::minutes(i64::from(m));
+        let mut windows = WarningWindows::uniform(minutes(self.warn_before_minutes));
+        for (name, &m) in &self.warn_before_minutes_by_kind {
+            let Some(kind) = DeadlineKind::ALL.into_iter().find(|k| k.as_str() == name) else {
+                bail!(
+                    "[alerts.warn_before_minutes_by_kind]: {name:?} is not a deadline kind; \
+                     the kinds are {}",
+                    DeadlineKind::ALL.map(DeadlineKind::as_str).join(", ")
+                );
+            };
+            windows.set(kind, minutes(m));
+        }
+        Ok(windows)
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,7 +128,12 @@ pub fn load(file: Option<&Path>) -> Result<FileConfig> {
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
+    let file: FileConfig = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid config", path.display()))?;
+    file.alerts
+        .windows()
+        .with_context(|| format!("{} is not a valid config", path.display()))?;
+    Ok(file)
 }
 
 pub fn run(
@@ -106,8 +170,13 @@ pub fn run(
             .with_rule_packs(rule_pack_chooser(RuleBook::builtin())),
     );
     let scheduler = Arc::new(
-        Scheduler::start(tickets.clone(), RuleBook::builtin(), Calendar::builtin())
-            .context("building the deadline index")?,
+        Scheduler::start_with(
+            tickets.clone(),
+            RuleBook::builtin(),
+            Calendar::builtin(),
+            file.alerts.windows()?,
+        )
+        .context("building the deadline index")?,
     );
     let (views, loaded) = SharedViews::open(
         tickets.store().clone(),
@@ -139,10 +208,18 @@ pub fn run(
         let ingest = match nats_cfg {
             Some(cfg) => {
                 let client = cfg.connect().await?;
+                // The alerts share the connection: one login, one reconnect loop.
+                let publisher = Publisher::new(
+                    tickets.store().clone(),
+                    alerts_cursor(data),
+                    file.alerts.publish.clone(),
+                );
+                let alert_stats = publisher.stats();
+                let alerts = tokio::spawn(publisher.run(client.clone(), stopped(stop_rx.clone())));
                 let ingest = Ingest::new(cfg, tickets.clone(), Arc::new(SystemClock));
                 let stats = ingest.stats();
                 let task = tokio::spawn(ingest.run(client, stopped(stop_rx.clone())));
-                Some((stats, task))
+                Some((stats, task, alert_stats, alerts))
             }
             None => None,
         };
@@ -150,7 +227,8 @@ pub fn run(
         let api = Api {
             tickets: tickets.clone(),
             scheduler: Some(scheduler.clone()),
-            ingest: ingest.as_ref().map(|(s, _)| s.clone()),
+            ingest: ingest.as_ref().map(|(s, ..)| s.clone()),
+            alerts: ingest.as_ref().map(|(_, _, a, _)| a.clone()),
             tokens,
             ready: ready.clone(),
             max_body_bytes: file.http.max_body_bytes,
@@ -190,8 +268,9 @@ pub fn run(
             .with_graceful_shutdown(stopped(stop_rx))
             .await
             .context("serving HTTP")?;
-        if let Some((_, task)) = ingest {
+        if let Some((_, task, _, alerts)) = ingest {
             task.await.context("the ingest task")??;
+            alerts.await.context("the alert publisher")??;
         }
         Ok::<_, anyhow::Error>(())
     });
@@ -206,9 +285,54 @@ pub fn run(
     result?;
     tickets.store().close().context("closing the store")?;
     eprintln!(
-        "stopped cleanly: {} events in the log, {} deadlines fired in this run",
+        "stopped cleanly: {} events in the log, {} deadlines fired and {} warnings sent in \
+         this run",
         tickets.store().head_position(),
-        fired.fired
+        fired.fired,
+        fired.warned
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench api`: the dashboards' queries over HTTP next to `GET /healthz`, and the read
+/// models' replay next to a raw log scan; exits 1 if any response was wrong.
+pub fn bench_api(
+    quick: bool,
+    tickets: Option<usize>,
+    clients: Option<usize>,
+    seconds: Option<f64>,
+    dir: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use aftersales_http::bench;
+    let mut config = if quick {
+        bench::BenchConfig::quick()
+    } else {
+        bench::BenchConfig::full()
+    };
+    if let Some(n) = tickets {
+        config.tickets = n.max(1);
+    }
+    if let Some(c) = clients {
+        config.clients = c.max(1);
+    }
+    if let Some(s) = seconds {
+        config.seconds = Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--seconds {s} is not a positive number of seconds"))?;
+    }
+    config.dir = dir;
+    eprintln!(
+        "benchmarking the HTTP API ({} tickets, {} clients, {} s per query)…",
+        config.tickets,
+        config.clients,
+        config.seconds.as_secs_f64()
+    );
+    let report = bench::run(&config)?;
+    println!("{report}");
+    if report.failed() {
+        eprintln!("error: some responses were errors or differed from the read models' answers");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

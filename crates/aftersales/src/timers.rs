@@ -1,4 +1,5 @@
-//! Deadline subcommands: `advance` (fire what is due up to an instant) and `bench timers`.
+//! Deadline subcommands: `advance` (fire what is due up to an instant, and send the warnings
+//! due by then) and `bench timers`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,11 +7,11 @@ use std::sync::Arc;
 
 use aftersales_app::{RulePackChooser, Tickets};
 use aftersales_clock::SystemClock;
-use aftersales_scheduler::{bench, Scheduler};
+use aftersales_scheduler::{bench, Firing, Scheduler};
 use aftersales_store::{Store, StoreConfig};
 use aftersales_timers::{Calendar, RuleBook};
 use anyhow::{bail, Context as _, Result};
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 
 /// The rule packs and holiday calendar: an operator's files, or the built-in copies.
 fn rules(rules: Option<&Path>, calendar: Option<&Path>) -> Result<(RuleBook, Calendar)> {
@@ -41,16 +42,20 @@ pub fn rule_pack_chooser(book: RuleBook) -> RulePackChooser {
     Arc::new(move |platform| book.pack_for(platform).map(|pack| pack.id.clone()))
 }
 
-/// Fires every deadline due at or before `to`, printing each as it is stored.
+/// Fires every deadline due at or before `to`, and sends every warning due by then for a
+/// deadline not yet due (windows from the config file's `[alerts]`, else the default),
+/// printing each as it is stored.
 pub fn advance(
     data: &Path,
     to: &str,
     rules_dir: Option<&Path>,
     calendar: Option<&Path>,
+    config: Option<&Path>,
 ) -> Result<ExitCode> {
     let to = DateTime::parse_from_rfc3339(to).with_context(|| {
         format!("--to {to:?} is not an RFC 3339 instant (like 2026-10-08T15:00:00+08:00)")
     })?;
+    let windows = crate::serve::load(config)?.alerts.windows()?;
     let (book, calendar) = rules(rules_dir, calendar)?;
     if !data.exists() {
         bail!(
@@ -62,7 +67,7 @@ pub fn advance(
     let store = Store::open(data, StoreConfig::new(Arc::new(SystemClock)))
         .with_context(|| format!("opening the event store at {}", data.display()))?;
     let tickets = Tickets::new(Arc::new(store)).context("reading the event log")?;
-    let scheduler = Scheduler::start(Arc::new(tickets), book, calendar)
+    let scheduler = Scheduler::start_with(Arc::new(tickets), book, calendar, windows)
         .context("building the deadline index")?;
     println!(
         "{} armed deadline(s) on {} ticket(s) at log position {}; firing what is due by {}",
@@ -71,19 +76,29 @@ pub fn advance(
         scheduler.position(),
         to.to_rfc3339()
     );
-    let result = scheduler.fire_due_with(to.to_utc(), &mut |fired| println!("fired  {fired}"));
-    let stats = scheduler.stats();
-    let next = scheduler.next_due().map_or("none".to_owned(), |due| {
-        due.with_timezone(to.offset()).to_rfc3339()
+    let result = scheduler.fire_due_with(to.to_utc(), &mut |fired| match fired.what {
+        Firing::Expired => println!("fired  {fired}"),
+        Firing::Warned => println!("warned {fired}"),
     });
+    let stats = scheduler.stats();
+    let local = |t: Option<DateTime<Utc>>| {
+        t.map_or("none".to_owned(), |t| {
+            t.with_timezone(to.offset()).to_rfc3339()
+        })
+    };
+    let next = local(scheduler.next_due());
+    let next_warning = local(scheduler.next_warning());
     println!(
         "fired {} deadline(s); {} already stored, {} refused as stale (dropped), {} put off, \
-         {} failed; next due: {next}; store head {}",
+         {} failed; warned of {} ({} already stored); next due: {next}; next warning: \
+         {next_warning}; store head {}",
         stats.fired,
         stats.already_fired,
         stats.stale_dropped,
         stats.deferred,
         stats.failed,
+        stats.warned,
+        stats.already_warned,
         scheduler.tickets().store().head_position()
     );
     result.context("firing deadlines")?;

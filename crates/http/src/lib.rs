@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use aftersales_alerts::PublisherStats;
 use aftersales_app::{HandleError, Tickets};
 use aftersales_clock::Clock;
 use aftersales_ingest::{Outcome, Stats};
@@ -23,12 +24,13 @@ use axum::extract::{Path, Query, Request, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub mod bench;
 pub mod signature;
 mod views;
 
@@ -55,6 +57,8 @@ pub struct Api {
     pub tickets: Arc<Tickets>,
     pub scheduler: Option<Arc<Scheduler>>,
     pub ingest: Option<Arc<Stats>>,
+    /// The alert publisher's counters, when NATS is configured.
+    pub alerts: Option<Arc<PublisherStats>>,
     pub tokens: Tokens,
     /// Set once the service is up (read models built, consumers attached).
     pub ready: Arc<AtomicBool>,
@@ -99,20 +103,54 @@ impl From<HandleError> for ApiError {
     }
 }
 
+/// Every route: method, path, and whether it needs a token. The router is built from this
+/// list, and a test holds it equal to the OpenAPI document ([`OPENAPI`]).
+pub const ROUTES: [(&str, &str, bool); 10] = [
+    ("GET", "/healthz", false),
+    ("GET", "/readyz", false),
+    ("GET", "/v1/openapi.json", false),
+    ("GET", "/metrics", true),
+    ("GET", "/v1/tickets", true),
+    ("GET", "/v1/tickets/{id}", true),
+    ("GET", "/v1/tickets/{id}/events", true),
+    ("GET", "/v1/dashboard/sla", true),
+    ("GET", "/v1/alerts", true),
+    ("POST", "/v1/webhooks/{platform}", true),
+];
+
+/// The OpenAPI 3 document of this API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi/openapi.json");
+
+fn handler(path: &str) -> MethodRouter<Api> {
+    match path {
+        "/healthz" => get(|| async { "ok\n" }),
+        "/readyz" => get(readyz),
+        "/v1/openapi.json" => {
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) })
+        }
+        "/metrics" => get(metrics),
+        "/v1/tickets" => get(views::list),
+        "/v1/tickets/{id}" => get(ticket),
+        "/v1/tickets/{id}/events" => get(events),
+        "/v1/dashboard/sla" => get(views::sla),
+        "/v1/alerts" => get(views::alerts),
+        "/v1/webhooks/{platform}" => post(webhook),
+        other => unreachable!("ROUTES names {other} without a handler"),
+    }
+}
+
 /// The routes (see docs/HTTP.md).
 pub fn router(api: Api) -> Router {
-    let guarded = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/v1/tickets", get(views::list))
-        .route("/v1/dashboard/sla", get(views::sla))
-        .route("/v1/tickets/{id}", get(ticket))
-        .route("/v1/tickets/{id}/events", get(events))
-        .route("/v1/webhooks/{platform}", post(webhook))
-        .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .merge(guarded)
+    let (mut open, mut guarded) = (Router::new(), Router::new());
+    for (_, path, needs_token) in ROUTES {
+        if needs_token {
+            guarded = guarded.route(path, handler(path));
+        } else {
+            open = open.route(path, handler(path));
+        }
+    }
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(api.clone(), authorize));
+    open.merge(guarded)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(api)
 }
@@ -421,6 +459,32 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
             "Messages dead-lettered.",
             "counter",
             c(&st.dead_lettered),
+        );
+    }
+    if let Some(a) = &api.alerts {
+        gauge(
+            &mut out,
+            "aftersales_alerts_published_total",
+            "Deadline warnings and expiries published to NATS.",
+            "counter",
+            a.published.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "aftersales_alerts_failures_total",
+            "Alert publications the broker did not store (retried).",
+            "counter",
+            a.failures.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "aftersales_alerts_lag_events",
+            "Events in the log the alert publisher has not looked at yet.",
+            "gauge",
+            api.tickets
+                .store()
+                .head_position()
+                .saturating_sub(a.cursor.load(Ordering::Relaxed)),
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

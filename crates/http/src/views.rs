@@ -1,10 +1,10 @@
 //! The dashboards' routes over the read models (`aftersales-views`): the ticket list in
-//! due order and the SLA dashboard.
+//! due order, the SLA dashboard and the alerts.
 
 use std::str::FromStr;
 
 use aftersales_ticket::{Platform, State};
-use aftersales_views::{Cursor, ListQuery, SharedViews, SlaQuery};
+use aftersales_views::{AlertKind, Cursor, ListQuery, SharedViews, SlaQuery};
 use axum::extract::{Query, State as Shared};
 use axum::http::StatusCode;
 use axum::Json;
@@ -34,6 +34,13 @@ pub(crate) struct SlaParams {
     to: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct AlertParams {
+    platform: Option<String>,
+    kind: Option<String>,
+    limit: Option<String>,
+}
+
 fn bad(code: &str, message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
@@ -51,6 +58,22 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Api
                 })
         })
         .transpose()
+}
+
+fn limit(value: Option<&str>) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "bad_limit",
+                    format!("limit `{l}` is not a whole number from 1 to {MAX_LIMIT}"),
+                )
+            }),
+    }
 }
 
 fn platform(value: Option<&str>) -> Result<Option<Platform>, ApiError> {
@@ -90,19 +113,7 @@ pub(crate) async fn list(
         .as_deref()
         .map(|s| State::from_str(s).map_err(|e| bad("bad_state", e)))
         .transpose()?;
-    let limit = match p.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    "bad_limit",
-                    format!("limit `{l}` is not a whole number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
+    let limit = limit(p.limit.as_deref())?;
     let after = p
         .cursor
         .as_deref()
@@ -137,4 +148,24 @@ pub(crate) async fn sla(
     let now = api.clock.now();
     let sla = query(views(&api)?, move |v| v.sla(&q, now)).await?;
     Ok(Json(json!(sla)))
+}
+
+/// `GET /v1/alerts?platform=&kind=&limit=`: the newest alerts first.
+pub(crate) async fn alerts(
+    Shared(api): Shared<Api>,
+    Query(p): Query<AlertParams>,
+) -> Result<Json<Value>, ApiError> {
+    // Alerts carry the platform's name as in ticket ids, so `taobao` is asked as `tmall`.
+    let platform = platform(p.platform.as_deref())?.map(|p| p.as_str().to_owned());
+    let kind = p
+        .kind
+        .as_deref()
+        .map(|k| AlertKind::from_str(k).map_err(|e| bad("bad_kind", e)))
+        .transpose()?;
+    let limit = limit(p.limit.as_deref())?;
+    let alerts = query(views(&api)?, move |v| {
+        v.alerts(platform.as_deref(), kind, limit)
+    })
+    .await?;
+    Ok(Json(json!({ "alerts": alerts })))
 }

@@ -30,6 +30,7 @@ fn serve_with(tokens: Tokens, secrets: WebhookSecrets) -> Server {
         tickets: Arc::new(Tickets::new(Arc::new(store)).unwrap()),
         scheduler: None,
         ingest: None,
+        alerts: None,
         tokens,
         ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: 4096,

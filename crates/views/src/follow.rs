@@ -15,7 +15,7 @@ use aftersales_timers::{Calendar, RuleBook};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ViewsError;
-use crate::model::{NeedsHistory, Position, TicketRow, Views};
+use crate::model::{Alert, NeedsHistory, Position, TicketRow, Views};
 
 /// The checkpoint format this build writes and reads.
 const CHECKPOINT_FORMAT: u32 = 1;
@@ -35,6 +35,8 @@ struct Checkpoint {
     /// another store, or of a log that was restored to an older backup, does not match.
     hash: String,
     rows: Vec<TicketRow>,
+    #[serde(default)]
+    alerts: Vec<Alert>,
 }
 
 /// How the model was loaded.
@@ -115,7 +117,7 @@ pub fn load(
     }
     let at = checkpoint.position;
     Ok((
-        Views::from_rows(book, calendar, at, checkpoint.rows),
+        Views::from_rows(book, calendar, at, checkpoint.rows, checkpoint.alerts),
         Loaded::Resumed(at),
     ))
 }
@@ -138,6 +140,7 @@ pub fn save(views: &Views, store: &Store, path: &Path) -> Result<(), ViewsError>
         position: Position,
         hash: String,
         rows: Vec<&'a TicketRow>,
+        alerts: Vec<&'a Alert>,
     }
     let tmp = path.with_extension("tmp");
     let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
@@ -148,6 +151,7 @@ pub fn save(views: &Views, store: &Store, path: &Path) -> Result<(), ViewsError>
             position: views.position(),
             hash,
             rows,
+            alerts: views.kept_alerts().collect(),
         },
     )
     .map_err(|e| io(e.into()))?;

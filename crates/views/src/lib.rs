@@ -25,6 +25,6 @@ mod model;
 pub use error::ViewsError;
 pub use follow::{apply_record, catch_up, load, save, Loaded, SharedViews};
 pub use model::{
-    Cursor, Handling, ListPage, ListQuery, NeedsHistory, OpenDeadline, Position, Sla, SlaQuery,
-    TicketRow, Views, HANDLING_BAR_SECS,
+    alert_of, Alert, AlertKind, Cursor, Handling, ListPage, ListQuery, NeedsHistory, OpenDeadline,
+    Position, Sla, SlaQuery, TicketRow, Views, ALERTS_KEPT, HANDLING_BAR_SECS,
 };

@@ -1,7 +1,7 @@
 //! The pure read model: one row per ticket folded from the log, the due-time order the
 //! ticket list pages through, and the SLA figures of the dashboard.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::str::FromStr;
@@ -14,6 +14,7 @@ use aftersales_ticket::{
 use aftersales_timers::{Calendar, RuleBook, Timers};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// Position in the store's global log (the store's `Position`).
 pub type Position = u64;
@@ -191,6 +192,79 @@ pub struct Sla {
     pub auto_outcomes: BTreeMap<AutoOutcome, u64>,
 }
 
+/// What an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A deadline entered its warning window (`deadline_warned`).
+    Warning,
+    /// A deadline passed (`deadline_expired`).
+    Expired,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Warning => "warning",
+            AlertKind::Expired => "expired",
+        }
+    }
+}
+
+impl FromStr for AlertKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AlertKind, String> {
+        match s {
+            "warning" => Ok(AlertKind::Warning),
+            "expired" => Ok(AlertKind::Expired),
+            _ => Err(format!("unknown alert kind {s:?} (warning or expired)")),
+        }
+    }
+}
+
+/// An alert for the people who must act: one per `deadline_warned` or `deadline_expired`
+/// event, so it exists once however often it is published or folded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The event's id: the alert's identity (its `Nats-Msg-Id` when published).
+    pub id: Uuid,
+    pub position: Position,
+    pub kind: AlertKind,
+    pub ticket: TicketId,
+    /// The platform name, as in the ticket id (`jd:…`).
+    pub platform: String,
+    pub deadline: DeadlineKind,
+    pub rule: RuleId,
+    pub due_at: Timestamp,
+    /// When it was raised (the event's platform time).
+    pub at: Timestamp,
+}
+
+/// The alert an event stands for, if it is a warning or an expiry.
+pub fn alert_of(position: Position, envelope: &EventEnvelope) -> Option<Alert> {
+    let (kind, deadline) = match &envelope.event {
+        Event::DeadlineWarned { deadline } => (AlertKind::Warning, deadline),
+        Event::DeadlineExpired { deadline } => (AlertKind::Expired, deadline),
+        _ => return None,
+    };
+    let id = &envelope.ticket_id;
+    let platform = id.as_str().split_once(':').map_or(id.as_str(), |(p, _)| p);
+    Some(Alert {
+        id: envelope.event_id,
+        position,
+        kind,
+        ticket: id.clone(),
+        platform: platform.to_owned(),
+        deadline: deadline.kind,
+        rule: deadline.rule_id.clone(),
+        due_at: deadline.due_at,
+        at: envelope.occurred_at,
+    })
+}
+
+/// How many of the newest alerts the model keeps (the log keeps them all).
+pub const ALERTS_KEPT: usize = 10_000;
+
 /// A ticket's running deadlines need its history, which the model does not hold (it was
 /// loaded from a checkpoint): the caller reads the stream and calls [`Views::restore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +294,8 @@ pub struct Views {
     /// Missed deadlines by platform and kind (for `/metrics`).
     breaches: BTreeMap<(String, DeadlineKind), u64>,
     open_deadlines: u64,
+    /// The newest alerts, oldest first.
+    alerts: VecDeque<Alert>,
     position: Position,
 }
 
@@ -234,6 +310,7 @@ impl Views {
             order: BTreeSet::new(),
             breaches: BTreeMap::new(),
             open_deadlines: 0,
+            alerts: VecDeque::new(),
             position: 0,
         }
     }
@@ -245,9 +322,11 @@ impl Views {
         calendar: Calendar,
         position: Position,
         rows: Vec<TicketRow>,
+        alerts: Vec<Alert>,
     ) -> Views {
         let mut views = Views::new(book, calendar);
         views.position = position;
+        views.alerts = alerts.into();
         for row in rows {
             views.index(&row, 1);
             views.rows.insert(row.id.clone(), row);
@@ -352,9 +431,12 @@ impl Views {
         if position <= self.position {
             return Ok(());
         }
+        if self.rows.contains_key(&envelope.ticket_id) {
+            self.alert(position, envelope);
+        }
         let id = &envelope.ticket_id;
         let at = envelope.occurred_at;
-        let Some(mut row) = self.rows.get(id).cloned() else {
+        let Some(row) = self.rows.get(id) else {
             if let Event::Opened(o) = &envelope.event {
                 let pack = self.pack_for(o.rule_pack.as_ref(), &o.platform);
                 let live = match &pack {
@@ -399,6 +481,7 @@ impl Views {
         }
         if !self.live.contains_key(id) {
             // Final: only annotations can follow, and they change no figure.
+            let mut row = self.rows.remove(id).expect("looked up above");
             self.index(&row, -1);
             row.version += 1;
             row.updated_at = at;
@@ -419,17 +502,12 @@ impl Views {
         let id = &envelope.ticket_id;
         let at = envelope.occurred_at;
         let event = &envelope.event;
-        let mut row = self
-            .rows
-            .get(id)
-            .cloned()
-            .expect("the caller checked the row");
+        let mut row = self.rows.remove(id).expect("the caller checked the row");
         let mut live = self
             .live
             .remove(id)
             .expect("the caller checked the running state");
 
-        let before = row.open_deadlines.clone();
         let (ticket, armed): (&Ticket, Vec<OpenDeadline>) = match &mut live {
             Live::Timed { pack, timers } => {
                 let pack = self
@@ -457,6 +535,8 @@ impl Views {
         };
 
         self.index(&row, -1);
+        let before = std::mem::replace(&mut row.open_deadlines, armed);
+        let armed = &row.open_deadlines;
         // Deadlines this event ended: breached if it is their own expiry or came late.
         for old in &before {
             let still = armed.iter().find(|a| a.rule == old.rule);
@@ -489,7 +569,6 @@ impl Views {
         if row.state.is_final() && row.handling_secs.is_none() {
             row.handling_secs = handling_secs(&row);
         }
-        row.open_deadlines = armed;
         row.version += 1;
         row.updated_at = at;
         self.index(&row, 1);
@@ -501,6 +580,43 @@ impl Views {
         }
         self.position = position;
         Ok(())
+    }
+
+    /// Keeps the alert an event stands for. Called once per position: `apply` returns early
+    /// for positions already folded, and a `NeedsHistory` retry is for a ticket's running
+    /// state, which alerts do not depend on (`restore` leaves them alone).
+    fn alert(&mut self, position: Position, envelope: &EventEnvelope) {
+        if self.alerts.back().is_some_and(|a| a.position >= position) {
+            return;
+        }
+        if let Some(alert) = alert_of(position, envelope) {
+            if self.alerts.len() == ALERTS_KEPT {
+                self.alerts.pop_front();
+            }
+            self.alerts.push_back(alert);
+        }
+    }
+
+    /// The newest alerts first, up to `limit`, of a platform and kind if given.
+    pub fn alerts(
+        &self,
+        platform: Option<&str>,
+        kind: Option<AlertKind>,
+        limit: usize,
+    ) -> Vec<Alert> {
+        self.alerts
+            .iter()
+            .rev()
+            .filter(|a| platform.is_none_or(|p| a.platform == p))
+            .filter(|a| kind.is_none_or(|k| a.kind == k))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Every kept alert, oldest first (for the checkpoint).
+    pub fn kept_alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter()
     }
 
     /// A page of tickets in due order (see [`Cursor`]) matching the filters.
@@ -597,6 +713,9 @@ impl Views {
         h.update(&self.position.to_be_bytes());
         for id in ids {
             h.update(&serde_json::to_vec(&self.rows[id]).expect("rows serialize"));
+        }
+        for alert in &self.alerts {
+            h.update(alert.id.as_bytes());
         }
         h.finalize().to_hex().to_string()
     }

@@ -11,7 +11,7 @@ use aftersales_scheduler::Scheduler;
 use aftersales_store::{Store, StoreConfig};
 use aftersales_ticket::*;
 use aftersales_timers::{Calendar, RuleBook};
-use aftersales_views::{ListQuery, Loaded, SharedViews, SlaQuery, Views};
+use aftersales_views::{AlertKind, ListQuery, Loaded, SharedViews, SlaQuery, Views};
 use chrono::{DateTime, Utc};
 
 fn at(s: &str) -> Timestamp {
@@ -273,6 +273,23 @@ fn check_figures(views: &Views) {
         ..ListQuery::default()
     };
     assert_eq!(ids(views, pending).0, ["jd:4", "jd:6", "jd:5"]);
+
+    // Alerts: the two JD expiries, and jd:4's warning (due 12:30, inside its 2h window at
+    // 12:00); jd:6 (due 11-28 06:00) is not in its window yet.
+    let expired: Vec<String> = views
+        .alerts(Some("jd"), Some(AlertKind::Expired), 50)
+        .iter()
+        .map(|a| a.ticket.to_string())
+        .collect();
+    assert_eq!(expired, ["jd:3", "jd:2"], "newest first");
+    let warned = views.alerts(Some("jd"), Some(AlertKind::Warning), 50);
+    assert_eq!(warned.len(), 1);
+    assert_eq!(
+        (warned[0].ticket.as_str(), warned[0].deadline),
+        ("jd:4", DeadlineKind::Review)
+    );
+    assert_eq!(warned[0].due_at, at("2026-11-27T12:30:00+08:00"));
+    assert!(views.alerts(None, None, 1).len() == 1, "the limit holds");
 
     let row = views.row(&tid("jd:4")).unwrap();
     assert_eq!(row.open_deadlines.len(), 1);

@@ -1,0 +1,273 @@
+//! The alert publisher against a real `nats-server -js`: every warning and expiry in the log
+//! reaches the alerts stream once, in log order, across restarts and a rewound cursor.
+
+#[path = "../../ingest/tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_alerts::{cursor_path, read_cursor, write_cursor, Publisher, PublisherConfig};
+use aftersales_app::{Submission, Tickets};
+use aftersales_clock::SystemClock;
+use aftersales_store::{Store, StoreConfig};
+use aftersales_ticket::*;
+use async_nats::jetstream;
+use chrono::DateTime;
+use support::NatsServer;
+
+fn at(s: &str) -> Timestamp {
+    DateTime::parse_from_rfc3339(s).unwrap()
+}
+
+fn submit(tickets: &Tickets, ticket: &str, command: Command, when: &str, key: &str) {
+    tickets
+        .handle(Submission {
+            ticket_id: TicketId::parse(ticket).unwrap(),
+            command,
+            at: at(when),
+            actor: Actor::Platform,
+            idempotency_key: Some(key.to_owned()),
+            causation_id: None,
+        })
+        .unwrap();
+}
+
+fn open(tickets: &Tickets, ticket: &str) {
+    let (platform, number) = ticket.split_once(':').unwrap();
+    let new = NewTicket {
+        id: TicketId::parse(ticket).unwrap(),
+        platform: platform.parse().unwrap(),
+        platform_ticket_id: PlatformTicketId::parse(number).unwrap(),
+        order_id: OrderId::parse(&format!("O-{number}")).unwrap(),
+        order_line_id: OrderLineId::parse(&format!("O-{number}-1")).unwrap(),
+        sku: None,
+        amount_paid: Money::from_cents(10_000),
+        refund_requested: None,
+        customer_id: None,
+        service_type: ServiceType::ReturnRefund,
+        reason: Reason::QualityProblem,
+        signed_for_at: None,
+        order_shipped: Some(true),
+    };
+    let command = Command::Open {
+        ticket: Box::new(new),
+    };
+    submit(
+        tickets,
+        ticket,
+        command,
+        "2026-11-20T10:00:00+08:00",
+        &format!("open/{ticket}"),
+    );
+}
+
+fn review(rule: &str) -> Deadline {
+    Deadline {
+        kind: DeadlineKind::Review,
+        due_at: at("2026-11-22T10:00:00+08:00"),
+        rule_id: RuleId::parse(rule).unwrap(),
+    }
+}
+
+/// Runs a publisher until the stream holds `want` messages, then stops it; returns how many
+/// alerts it published (the broker's duplicates included).
+async fn publish_until(store: &Arc<Store>, server: &NatsServer, want: u64) -> u64 {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let publisher = Publisher::new(
+        store.clone(),
+        cursor_path(store.path()),
+        PublisherConfig {
+            poll_millis: 20,
+            ..PublisherConfig::default()
+        },
+    );
+    let stats = publisher.stats();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(publisher.run(client.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    let js = jetstream::new(client);
+    let head = store.head_position();
+    for _ in 0..500 {
+        let stored = match js.get_stream("AFTERSALES_ALERTS").await {
+            Ok(mut s) => s.info().await.unwrap().state.messages,
+            Err(_) => 0,
+        };
+        if stored >= want && stats.cursor.load(Ordering::Relaxed) == head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    stats.published.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_in_the_log_is_published_once_in_order() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap());
+    let tickets = Tickets::new(store.clone()).unwrap();
+    open(&tickets, "jd:1");
+    open(&tickets, "pdd:2");
+    let warn = Command::WarnDeadline {
+        deadline: review("jd.review"),
+    };
+    submit(
+        &tickets,
+        "jd:1",
+        warn,
+        "2026-11-22T08:00:00+08:00",
+        "warning/jd:1",
+    );
+    let expire = Command::ExpireDeadline {
+        deadline: review("pdd.review"),
+        outcome: None,
+    };
+    submit(
+        &tickets,
+        "pdd:2",
+        expire,
+        "2026-11-22T10:00:00+08:00",
+        "deadline/pdd:2",
+    );
+    // The history counts from position 0 here; a store without a cursor starts at its head.
+    write_cursor(&cursor_path(store.path()), 0).unwrap();
+
+    assert_eq!(publish_until(&store, &server, 2).await, 2);
+    assert_eq!(
+        read_cursor(&cursor_path(store.path())).unwrap(),
+        Some(store.head_position())
+    );
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js.get_stream("AFTERSALES_ALERTS").await.unwrap();
+    let first = stream.get_raw_message(1).await.unwrap();
+    let second = stream.get_raw_message(2).await.unwrap();
+    assert_eq!(first.subject.as_str(), "aftersales.alerts.jd");
+    assert_eq!(second.subject.as_str(), "aftersales.alerts.pdd");
+    let alert: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(alert["kind"], "warning");
+    assert_eq!(alert["ticket"], "jd:1");
+    assert_eq!(alert["deadline"], "review");
+    assert_eq!(alert["rule"], "jd.review");
+    assert!(
+        alert["text"].as_str().unwrap().contains("is due at"),
+        "{alert}"
+    );
+    let expired: serde_json::Value = serde_json::from_slice(&second.payload).unwrap();
+    assert_eq!(expired["kind"], "expired");
+    assert_eq!(
+        first.headers.get("Nats-Msg-Id").unwrap().as_str(),
+        alert["id"].as_str().unwrap(),
+        "the alert's identity is its event id"
+    );
+
+    // A crash before the cursor was written: everything again, and the broker keeps one each.
+    write_cursor(&cursor_path(store.path()), 0).unwrap();
+    assert_eq!(publish_until(&store, &server, 2).await, 2);
+    let mut stream = js.get_stream("AFTERSALES_ALERTS").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+
+    // Restarted with its cursor: only what is new.
+    let expire = Command::ExpireDeadline {
+        deadline: review("jd.review"),
+        outcome: None,
+    };
+    submit(
+        &tickets,
+        "jd:1",
+        expire,
+        "2026-11-22T10:00:00+08:00",
+        "deadline/jd:1",
+    );
+    assert_eq!(publish_until(&store, &server, 3).await, 1);
+    let third = stream.get_raw_message(3).await.unwrap();
+    let alert: serde_json::Value = serde_json::from_slice(&third.payload).unwrap();
+    assert_eq!(
+        (alert["kind"].as_str(), alert["ticket"].as_str()),
+        (Some("expired"), Some("jd:1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker_restart() {
+    let mut server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap());
+    let tickets = Tickets::new(store.clone()).unwrap();
+    open(&tickets, "jd:1");
+    let old = Command::WarnDeadline {
+        deadline: review("jd.review"),
+    };
+    submit(
+        &tickets,
+        "jd:1",
+        old,
+        "2026-11-22T08:00:00+08:00",
+        "warning/jd:1",
+    );
+    // Nothing from before the first start is published.
+    assert_eq!(publish_until(&store, &server, 0).await, 0);
+    assert_eq!(read_cursor(&cursor_path(store.path())).unwrap(), Some(2));
+
+    // The broker goes down before the expiry is stored: the publisher retries until it is
+    // back, and the alert is not lost.
+    let publisher = Publisher::new(
+        store.clone(),
+        cursor_path(store.path()),
+        PublisherConfig {
+            poll_millis: 20,
+            ..PublisherConfig::default()
+        },
+    );
+    let stats = publisher.stats();
+    let client = async_nats::ConnectOptions::new()
+        .max_reconnects(None)
+        .connect(server.url())
+        .await
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(publisher.run(client, async {
+        let _ = stop_rx.await;
+    }));
+    server.kill();
+    let expire = Command::ExpireDeadline {
+        deadline: review("jd.review"),
+        outcome: None,
+    };
+    submit(
+        &tickets,
+        "jd:1",
+        expire,
+        "2026-11-22T10:00:00+08:00",
+        "deadline/jd:1",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stats.cursor.load(Ordering::Relaxed),
+        2,
+        "not past an alert the broker did not store"
+    );
+    server.restart();
+    for _ in 0..1000 {
+        if stats.cursor.load(Ordering::Relaxed) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(stats.published.load(Ordering::Relaxed), 1);
+    assert!(
+        stats.failures.load(Ordering::Relaxed) >= 1,
+        "the outage was seen"
+    );
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let mut stream = js.get_stream("AFTERSALES_ALERTS").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    assert_eq!(read_cursor(&cursor_path(store.path())).unwrap(), Some(3));
+}
