@@ -252,6 +252,10 @@ fn serve_with_nats_turns_a_webhook_into_a_ticket_and_its_warning_into_one_alert(
         (Some("warning"), Some("douyin:777"))
     );
     assert_eq!(alert["deadline"], "review");
+    let m = metrics(port).unwrap();
+    assert!(m.contains("aftersales_ingest_stored_total 1\n"), "{m}");
+    assert!(m.contains("aftersales_ingest_pending_messages 0\n"), "{m}");
+    assert!(m.contains("aftersales_alerts_published_total 1\n"), "{m}");
 
     // SIGTERM and start again: the cursor holds, nothing is sent twice.
     assert!(Command::new("kill")

@@ -235,6 +235,7 @@ pub fn run(
             secrets: Arc::new(file.http.webhook_secrets),
             views: Some(views.clone()),
             clock: Arc::new(SystemClock),
+            reads: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(addr)
             .await

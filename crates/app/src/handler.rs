@@ -142,6 +142,15 @@ impl Tickets {
 
     /// Decides and durably appends one command. Returns once the events are on disk.
     pub fn handle(&self, s: Submission) -> Result<Handled, HandleError> {
+        // Every log line while deciding and appending names the ticket and the command
+        // (ids and names only: notes and payloads never reach a span).
+        let _span = tracing::info_span!(
+            "ticket",
+            ticket = %s.ticket_id,
+            command = s.command.name(),
+            key = s.idempotency_key.as_deref().unwrap_or("-"),
+        )
+        .entered();
         let stream = stream_of(&s.ticket_id)?;
         if let Command::Open { ticket } = &s.command {
             // The stream is the ticket: an opening routed elsewhere would mix two tickets.

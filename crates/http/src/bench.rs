@@ -1481,6 +1481,7 @@ fn drive(
         secrets: Arc::new(WebhookSecrets::default()),
         views: Some(shared),
         clock: Arc::new(ManualClock::new(fixed_now().to_utc())),
+        reads: Default::default(),
     };
     let listener = server_rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

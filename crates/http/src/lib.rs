@@ -17,7 +17,7 @@ use aftersales_app::{HandleError, Tickets};
 use aftersales_clock::Clock;
 use aftersales_ingest::{Outcome, Stats};
 use aftersales_scheduler::Scheduler;
-use aftersales_ticket::{Platform, State, TicketId};
+use aftersales_ticket::{Platform, State, Ticket, TicketId};
 use aftersales_views::SharedViews;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, Query, Request, State as Shared};
@@ -33,6 +33,8 @@ use serde_json::{json, Value};
 pub mod bench;
 pub mod signature;
 mod views;
+
+pub use views::{Reads, SLA_MAX_AGE};
 
 pub use signature::WebhookSecrets;
 
@@ -70,6 +72,8 @@ pub struct Api {
     pub views: Option<SharedViews>,
     /// "Now" for the dashboard's due-within figures.
     pub clock: Arc<dyn Clock>,
+    /// Bounds and caches of the read routes; `Default` fits.
+    pub reads: Arc<Reads>,
 }
 
 /// Requests the API refuses, as JSON.
@@ -238,14 +242,15 @@ async fn ticket(
         .transpose()?;
     let tickets = api.tickets.clone();
     let key = id.clone();
-    let (ticket, history) = tokio::task::spawn_blocking(move || match as_of {
+    let (ticket, history) = views::blocking(&api, move || match as_of {
         Some(at) => tickets.load_as_of(&key, at),
-        None => tickets
-            .history(&key)
-            .and_then(|h| Ok((tickets.load(&key)?, h))),
+        // One read of the stream: the ticket is the fold of the history just read.
+        None => tickets.history(&key).map(|h| {
+            let ticket = Ticket::replay(h.iter().map(|s| &s.envelope.event));
+            (ticket, h)
+        }),
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    .await??;
     if history.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -256,14 +261,25 @@ async fn ticket(
             ),
         ));
     }
-    // Open deadlines are today's; an as-of view shows the state only.
-    let deadlines = match (&api.scheduler, as_of) {
-        (Some(s), None) => s
+    // Open deadlines are today's; an as-of view shows the state only. The read models have
+    // them without taking the scheduler's lock; without them, ask the scheduler.
+    let row = |v: &SharedViews| {
+        v.read().row(&id).map(|r| {
+            r.open_deadlines
+                .iter()
+                .map(|d| json!({"kind": d.kind, "due_at": d.due_at, "rule": d.rule}))
+                .collect::<Vec<_>>()
+        })
+    };
+    let deadlines = match (&api.views, &api.scheduler, as_of) {
+        (_, _, Some(_)) => Vec::new(),
+        (Some(v), _, None) => row(v).unwrap_or_default(),
+        (None, Some(s), None) => s
             .armed(&id)
             .iter()
             .map(|d| json!({"kind": d.deadline.kind, "due_at": d.deadline.due_at, "rule": d.deadline.rule_id}))
             .collect(),
-        _ => Vec::new(),
+        (None, None, None) => Vec::new(),
     };
     Ok(Json(json!({
         "id": id,
@@ -279,11 +295,7 @@ async fn events(Shared(api): Shared<Api>, Path(id): Path<String>) -> Result<Json
     let id = ticket_id(&id)?;
     let tickets = api.tickets.clone();
     let key = id.clone();
-    let history = tokio::task::spawn_blocking(move || tickets.history(&key))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let history = views::blocking(&api, move || tickets.history(&key)).await??;
     if history.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -459,6 +471,20 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
             "Messages dead-lettered.",
             "counter",
             c(&st.dead_lettered),
+        );
+        gauge(
+            &mut out,
+            "aftersales_ingest_pending_messages",
+            "Ingest lag: webhooks the broker still holds for the consumer (as of the last one settled).",
+            "gauge",
+            c(&st.pending),
+        );
+        gauge(
+            &mut out,
+            "aftersales_ingest_last_message_age_milliseconds",
+            "Ingest lag: how long the last settled webhook waited since it was published.",
+            "gauge",
+            c(&st.last_age_ms),
         );
     }
     if let Some(a) = &api.alerts {

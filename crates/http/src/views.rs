@@ -1,7 +1,9 @@
 //! The dashboards' routes over the read models (`aftersales-views`): the ticket list in
 //! due order, the SLA dashboard and the alerts.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use aftersales_ticket::{Platform, State};
 use aftersales_views::{AlertKind, Cursor, ListQuery, SharedViews, SlaQuery};
@@ -11,6 +13,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use crate::{Api, ApiError};
 
@@ -92,15 +95,51 @@ fn views(api: &Api) -> Result<SharedViews, ApiError> {
     })
 }
 
-/// Runs a read-model query off the async workers: a dashboard over a million tickets is
-/// a scan.
+/// How old a dashboard answer may be when served again.
+pub const SLA_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// What keeps the read routes responsive under many clients: a bound on blocking work at
+/// once (more threads than cores only take turns), and the dashboard's last answers.
+#[derive(Debug)]
+pub struct Reads {
+    permits: Semaphore,
+    sla: tokio::sync::Mutex<HashMap<String, (Instant, Value)>>,
+}
+
+impl Default for Reads {
+    fn default() -> Reads {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Reads {
+            permits: Semaphore::new(2 * cores),
+            sla: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Runs blocking work (a read-model scan, a stream read) off the async workers, a few at
+/// a time.
+pub(crate) async fn blocking<T: Send + 'static>(
+    api: &Api,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    let _permit = api
+        .reads
+        .permits
+        .acquire()
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(e.to_string()))
+}
+
 async fn query<T: Send + 'static>(
-    views: SharedViews,
+    api: &Api,
     f: impl FnOnce(&aftersales_views::Views) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(move || f(&views.read()))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    let views = views(api)?;
+    blocking(api, move || f(&views.read())).await
 }
 
 /// `GET /v1/tickets?state=&platform=&due_before=&limit=&cursor=`.
@@ -126,7 +165,7 @@ pub(crate) async fn list(
         limit,
         after,
     };
-    let page = query(views(&api)?, move |v| v.list(&q)).await?;
+    let page = query(&api, move |v| v.list(&q)).await?;
     Ok(Json(json!(page)))
 }
 
@@ -145,9 +184,22 @@ pub(crate) async fn sla(
             return Err(bad("bad_range", format!("from {from} is after to {to}")));
         }
     }
+    // The dashboard scans every row: one computation per query and second serves every
+    // client asking meanwhile (they wait on the lock instead of scanning too).
+    let key = format!("{:?}|{:?}|{:?}", q.platform, q.from, q.to);
+    let mut cached = api.reads.sla.lock().await;
+    if let Some((at, value)) = cached.get(&key) {
+        if at.elapsed() < SLA_MAX_AGE {
+            return Ok(Json(value.clone()));
+        }
+    }
     let now = api.clock.now();
-    let sla = query(views(&api)?, move |v| v.sla(&q, now)).await?;
-    Ok(Json(json!(sla)))
+    let value = json!(query(&api, move |v| v.sla(&q, now)).await?);
+    if cached.len() >= 1024 {
+        cached.clear(); // many distinct ranges: keep the cache small rather than clever
+    }
+    cached.insert(key, (Instant::now(), value.clone()));
+    Ok(Json(value))
 }
 
 /// `GET /v1/alerts?platform=&kind=&limit=`: the newest alerts first.
@@ -163,9 +215,6 @@ pub(crate) async fn alerts(
         .map(|k| AlertKind::from_str(k).map_err(|e| bad("bad_kind", e)))
         .transpose()?;
     let limit = limit(p.limit.as_deref())?;
-    let alerts = query(views(&api)?, move |v| {
-        v.alerts(platform.as_deref(), kind, limit)
-    })
-    .await?;
+    let alerts = query(&api, move |v| v.alerts(platform.as_deref(), kind, limit)).await?;
     Ok(Json(json!({ "alerts": alerts })))
 }

@@ -37,6 +37,7 @@ fn serve_with(tokens: Tokens, secrets: WebhookSecrets) -> Server {
         secrets: Arc::new(secrets),
         views: None,
         clock: Arc::new(SystemClock),
+        reads: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

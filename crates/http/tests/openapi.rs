@@ -63,6 +63,7 @@ async fn every_documented_operation_is_routed() {
         secrets: Arc::new(WebhookSecrets::default()),
         views: None,
         clock: Arc::new(SystemClock),
+        reads: Default::default(),
     };
     let app = router(api);
     for (method, path) in documented() {

@@ -34,6 +34,10 @@ pub struct Stats {
     /// Negative acknowledgements: parked or retried.
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// The ingest's lag, as of the last message settled: messages the broker still holds
+    /// for the consumer, and how long that message had waited since it was published.
+    pub pending: AtomicU64,
+    pub last_age_ms: AtomicU64,
     /// Publish → durable append, in microseconds, when [`Ingest::record_latency`] is on.
     pub latencies_us: Mutex<Vec<u64>>,
 }
@@ -242,6 +246,9 @@ impl Shared {
                     let age = (self.clock.now() - info.published)
                         .to_std()
                         .unwrap_or(Duration::ZERO);
+                    self.stats.pending.store(info.pending, Ordering::Relaxed);
+                    let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+                    self.stats.last_age_ms.store(ms, Ordering::Relaxed);
                     (info.delivered.max(1) as u64, info.stream_sequence, age)
                 }
                 Err(_) => (1, 0, Duration::ZERO),
