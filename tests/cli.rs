@@ -88,6 +88,32 @@ fn the_demo_store_reads_back_through_verify_ticket_and_as_of() {
     assert!(text(&out).0.contains("ok: 35 records"), "{}", text(&out).0);
 }
 
+/// One byte of sled's data file flipped, where a ticket id is stored: `verify` exits 2 and
+/// says what is damaged, whether sled refuses the file or drops the log after the damage
+/// (which the acknowledged watermark catches).
+#[test]
+fn verify_fails_after_a_byte_of_the_store_is_flipped() {
+    for ticket in ["jd:7001", "jd:7020", "pdd:8002"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = demo_store(dir.path());
+        let file = Path::new(&data).join("db");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes
+            .windows(ticket.len())
+            .position(|w| w == ticket.as_bytes())
+            .expect("the ticket id is in the data file");
+        bytes[at + 3] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+        let out = aftersales(&["verify", "--data", &data]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{ticket}: {stdout}{stderr}");
+        assert!(
+            stdout.starts_with("damaged: ") || stdout.contains("position"),
+            "{ticket}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
-use aftersales_store::{bench, Store, StoreConfig};
+use aftersales_store::{bench, Store, StoreConfig, StoreError};
 use aftersales_ticket::{State, TicketId};
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
@@ -24,7 +24,17 @@ pub(crate) fn open_existing(data: &Path) -> Result<Store> {
 }
 
 pub fn verify(data: &Path) -> Result<ExitCode> {
-    let store = open_existing(data)?;
+    // Damage found on open is damage: exit 2 with where it is, like a bad link.
+    let store = match open_existing(data) {
+        Ok(store) => store,
+        Err(e) => match e.downcast_ref::<StoreError>() {
+            Some(damage) if damage.is_damage() => {
+                println!("damaged: {damage}");
+                return Ok(ExitCode::from(2));
+            }
+            _ => return Err(e),
+        },
+    };
     let head = store.head_position();
     let report = store.verify_with_progress(|checked, _| {
         if head > 100_000 {

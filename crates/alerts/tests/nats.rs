@@ -262,10 +262,8 @@ async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker
     stop_tx.send(()).unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(stats.published.load(Ordering::Relaxed), 1);
-    assert!(
-        stats.failures.load(Ordering::Relaxed) >= 1,
-        "the outage was seen"
-    );
+    // Whether the client held the publication through the outage or the broker refused it
+    // and the publisher tried again, it is there once.
     let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
     let mut stream = js.get_stream("AFTERSALES_ALERTS").await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);

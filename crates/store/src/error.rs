@@ -172,6 +172,21 @@ pub enum StoreError {
         message: String,
     },
 
+    /// The log ends before the last position the store acknowledged (see the
+    /// `acknowledged` file): records were lost after the store stopped.
+    #[error(
+        "the log ends at position {head}, but position {acknowledged} was acknowledged: the \
+         records from {} on are missing (the storage engine drops everything after a damaged \
+         record); restore the store from a backup",
+        head + 1
+    )]
+    Truncated {
+        /// The last position acknowledged.
+        acknowledged: Position,
+        /// Where the log ends now.
+        head: Position,
+    },
+
     /// A filesystem operation outside sled failed.
     #[error("could not {action} {path}: {source}")]
     Io {
@@ -190,6 +205,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the error says the files are damaged (as opposed to a wrong call, a store in
+    /// use, or an I/O failure): what `verify` reports as damage.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::CorruptRecord { .. }
+                | StoreError::CorruptIndex { .. }
+                | StoreError::Truncated { .. }
+                | StoreError::StoragePanicked { .. }
+                | StoreError::Storage {
+                    source: sled::Error::Corruption { .. },
+                    ..
+                }
+        )
+    }
+
     pub(crate) fn storage(action: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
         move |source| StoreError::Storage { action, source }
     }

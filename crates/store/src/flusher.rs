@@ -30,6 +30,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::store::Inner;
 use crate::types::Position;
+use crate::watermark::{self, Watermark};
 
 /// What the flusher needs; guarded by `Inner::pending`.
 pub(crate) struct PendingState {
@@ -119,7 +120,11 @@ fn run(inner: &Inner, mut committed: Position) {
                 p = inner.pending_cv.wait(p).unwrap_or_else(|e| e.into_inner());
             }
             if p.written == committed {
-                return; // closing and nothing left to flush
+                // Closing and nothing left to flush: the watermark is made durable too.
+                if let Err(e) = inner.watermark.sync_data() {
+                    tracing::warn!(error = %e, "the acknowledged watermark could not be synced");
+                }
+                return;
             }
             (p.written, p.written_hash)
         };
@@ -141,6 +146,15 @@ fn run(inner: &Inner, mut committed: Position) {
         inner.durable_cv.notify_all();
         for w in acknowledged {
             w.finish(None);
+        }
+        // After the acks: it guards against a later loss of these records, it does not
+        // make them durable (sled's flush did).
+        let mark = Watermark {
+            position: target,
+            hash: target_hash,
+        };
+        if let Err(e) = watermark::write(&inner.watermark, &mark) {
+            tracing::warn!(error = %e, "the acknowledged watermark could not be written");
         }
     }
 }

@@ -21,7 +21,9 @@
 //!
 //! Module map: [`types`] (vocabulary), [`error`], `keys` (key layout), `record` (binary
 //! encoding), `writer` (append path), `flusher` (group commit, crash repair), `ack`
-//! (waking appenders), `reads`, [`subscription`], [`verify`], [`bench`](mod@bench).
+//! (waking appenders), `reads`, [`subscription`], [`verify`], `watermark` (the last
+//! acknowledged position, kept outside sled: a log that lost records refuses to open),
+//! [`bench`](mod@bench).
 
 mod ack;
 pub mod bench;
@@ -34,6 +36,7 @@ mod store;
 pub mod subscription;
 pub mod types;
 pub mod verify;
+mod watermark;
 mod writer;
 
 pub use error::StoreError;

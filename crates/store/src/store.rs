@@ -13,6 +13,7 @@ use crate::flusher::{self, PendingState};
 use crate::keys;
 use crate::record::GENESIS_HASH;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, StreamId};
+use crate::watermark::{self, Watermark};
 use crate::writer::{self, Queue};
 use aftersales_clock::{Clock, SystemClock};
 use chrono::{DateTime, Utc};
@@ -95,6 +96,8 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     /// sled's data file, kept open to `fdatasync` it (see `fsync_after_flush`).
     pub data_file: Option<File>,
+    /// The acknowledged watermark, rewritten by the flusher (`crate::watermark`).
+    pub watermark: File,
     /// Appends waiting for the writer thread.
     pub queue: Mutex<Queue>,
     /// Wakes the writer thread.
@@ -173,6 +176,14 @@ impl Store {
             );
         }
         let (head, head_hash, last_recorded_at) = load_head(&db, committed)?;
+        check_watermark(&db, &path, head)?;
+        let watermark = watermark::open_for_writes(
+            &path,
+            &Watermark {
+                position: head,
+                hash: head_hash,
+            },
+        )?;
         let data_file = if config.fsync_after_flush {
             let file_path = path.join("db");
             Some(File::open(&file_path).map_err(|source| StoreError::Io {
@@ -188,6 +199,7 @@ impl Store {
             path,
             clock: config.clock,
             data_file,
+            watermark,
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
             pending: Mutex::new(PendingState {
@@ -510,6 +522,39 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
 
 /// Reads the last record: head position, chain hash and the recorded-at floor. After the
 /// repair it must be the record the commit marker names.
+/// Refuses a log that ends before, or differs at, the last position acknowledged.
+fn check_watermark(db: &sled::Db, path: &Path, head: Position) -> Result<(), StoreError> {
+    let Some(w) = watermark::read(path)? else {
+        return Ok(());
+    };
+    if w.position > head {
+        return Err(StoreError::Truncated {
+            acknowledged: w.position,
+            head,
+        });
+    }
+    if w.position == 0 {
+        return Ok(());
+    }
+    let value = db
+        .get(keys::log_key(w.position))
+        .map_err(StoreError::storage("read the acknowledged record"))?
+        .ok_or(StoreError::Truncated {
+            acknowledged: w.position,
+            head: w.position - 1,
+        })?;
+    let record = crate::reads::decode_at(w.position, &value)?;
+    if record.hash != w.hash {
+        return Err(StoreError::CorruptRecord {
+            position: w.position,
+            reason: "its hash-chain link is not the one acknowledged at this position (see the \
+                     `acknowledged` file): the log was changed or replaced"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn load_head(
     db: &sled::Db,
     committed: Position,

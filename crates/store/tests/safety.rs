@@ -332,3 +332,91 @@ fn a_snapshot_cut_by_a_kill_is_discarded() {
         assert!(!cut.exists());
     }
 }
+
+/// What sled does when a byte in the middle of its log is damaged: it recovers the prefix
+/// before it and drops the rest, commit marker included. Here the tail is dropped by hand,
+/// exactly so; the acknowledged watermark outside sled still says 20.
+#[test]
+fn a_log_that_lost_acknowledged_records_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    with_raw_sled(dir.path(), |db| {
+        for item in db.iter() {
+            let (key, _) = item.unwrap();
+            let dropped = match key.first() {
+                Some(b'L') => u64::from_be_bytes(key[1..9].try_into().unwrap()) > 15,
+                Some(b'S') | Some(b'I') => {
+                    let value = db.get(&key).unwrap().unwrap();
+                    u64::from_be_bytes(value.as_ref().try_into().unwrap()) > 15
+                }
+                _ => false,
+            };
+            if dropped {
+                db.remove(&key).unwrap();
+            }
+        }
+        db.insert(b"Mhead", &15u64.to_be_bytes()).unwrap();
+    });
+    match Store::open(
+        dir.path(),
+        StoreConfig::new(std::sync::Arc::new(aftersales_store::SystemClock)),
+    ) {
+        Err(StoreError::Truncated {
+            acknowledged: 20,
+            head: 15,
+        }) => {}
+        Err(e) => panic!("expected Truncated {{ 20, 15 }}, got {e}"),
+        Ok(s) => panic!(
+            "a log missing 5 acknowledged records opened with head {}",
+            s.head_position()
+        ),
+    }
+}
+
+/// A byte flipped in sled's data file, in the middle of the log: the store must not open
+/// as a valid shorter log, whatever sled makes of the damage.
+#[test]
+fn a_flipped_byte_in_the_data_file_never_opens_as_a_shorter_valid_log() {
+    for victim in [5u64, 12, 18] {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = |i: u64| format!("the payload of event number {i:02} of twenty");
+        {
+            let store = open(dir.path());
+            for i in 1..=20 {
+                let event = aftersales_store::NewEvent::new(
+                    id(&format!("p{i}")),
+                    "test.happened",
+                    payload(i).into_bytes(),
+                );
+                store
+                    .append(&sid("ticket-1"), ExpectedVersion::Any, vec![event])
+                    .unwrap();
+            }
+            store.close().unwrap();
+        }
+        let file = dir.path().join("db");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let needle = payload(victim);
+        let at = bytes
+            .windows(needle.len())
+            .rposition(|w| w == needle.as_bytes())
+            .expect("the payload is in the data file");
+        bytes[at] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+        match Store::open(
+            dir.path(),
+            StoreConfig::new(std::sync::Arc::new(aftersales_store::SystemClock)),
+        ) {
+            Err(_) => {}
+            Ok(store) => {
+                // sled kept the whole log: then verify must find the damaged record.
+                assert_eq!(store.head_position(), 20, "event {victim}: opened short");
+                let report = store.verify().unwrap();
+                assert!(
+                    report.problem.is_some(),
+                    "event {victim}: the damage went unseen"
+                );
+            }
+        }
+    }
+}
