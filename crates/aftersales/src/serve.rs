@@ -337,3 +337,25 @@ pub fn bench_api(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config.example.toml");
+        let file = load(Some(&path)).unwrap();
+        assert_eq!(file.http.read_tokens, ["dashboards-change-me"]);
+        assert_eq!(
+            file.nats.as_ref().map(|n| n.url.as_str()),
+            Some("nats://127.0.0.1:4222")
+        );
+        assert_eq!(file.alerts.publish, PublisherConfig::default());
+        let windows = file.alerts.windows().unwrap();
+        assert_eq!(
+            windows.window(aftersales_ticket::DeadlineKind::Review),
+            chrono::Duration::hours(2)
+        );
+    }
+}
