@@ -26,7 +26,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -225,21 +224,7 @@ async fn ticket(
     Query(q): Query<AsOf>,
 ) -> Result<Json<Value>, ApiError> {
     let id = ticket_id(&id)?;
-    let as_of = q
-        .as_of
-        .as_deref()
-        .map(|t| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_as_of",
-                        format!("as_of `{t}` is not an RFC 3339 instant"),
-                    )
-                })
-        })
-        .transpose()?;
+    let as_of = views::instant("as_of", q.as_of.as_deref())?;
     let tickets = api.tickets.clone();
     let key = id.clone();
     let (ticket, history) = views::blocking(&api, move || match as_of {
