@@ -73,6 +73,16 @@ pub enum Unusable {
 }
 
 impl Unusable {
+    /// Every code [`Unusable::code`] can answer: the stable reason codes of dead letters
+    /// (docs/INGEST.md) and of the HTTP endpoint's 422 answers (docs/HTTP.md).
+    pub const CODES: [&'static str; 5] = [
+        "not_json",
+        "unknown_topic",
+        "unknown_code",
+        "malformed",
+        "bad_value",
+    ];
+
     /// A stable name for the kind of problem (a dead letter's reason code).
     pub fn code(&self) -> &'static str {
         match self {

@@ -20,6 +20,7 @@ use aftersales_scheduler::Scheduler;
 use aftersales_ticket::{Platform, State, Ticket, TicketId};
 use aftersales_views::SharedViews;
 use axum::body::{to_bytes, Body};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -208,9 +209,12 @@ async fn readyz(Shared(api): Shared<Api>) -> Response {
     }
 }
 
-fn ticket_id(id: &str) -> Result<TicketId, ApiError> {
-    TicketId::parse(id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_ticket_id", e.to_string()))
+fn ticket_id(id: Result<Path<String>, PathRejection>) -> Result<TicketId, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_ticket_id", message);
+    // A segment that does not decode to UTF-8 (`%FF`) is refused like any other bad id,
+    // as JSON, not with axum's plain-text rejection.
+    let Path(id) = id.map_err(|e| bad(format!("the ticket id is not text: {e}")))?;
+    TicketId::parse(&id).map_err(|e| bad(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -220,10 +224,19 @@ struct AsOf {
 
 async fn ticket(
     Shared(api): Shared<Api>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<AsOf>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = ticket_id(&id)?;
+    let id = ticket_id(id)?;
+    // The only query parameter read is `as_of`: a query that does not deserialize (a
+    // repeated `as_of`) is a bad `as_of`, answered as JSON.
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_as_of",
+            format!("the query is not one `as_of`: {e}"),
+        )
+    })?;
     let as_of = views::instant("as_of", q.as_of.as_deref())?;
     let tickets = api.tickets.clone();
     let key = id.clone();
@@ -276,8 +289,11 @@ async fn ticket(
     })))
 }
 
-async fn events(Shared(api): Shared<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = ticket_id(&id)?;
+async fn events(
+    Shared(api): Shared<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = ticket_id(id)?;
     let tickets = api.tickets.clone();
     let key = id.clone();
     let history = views::blocking(&api, move || tickets.history(&key)).await??;
@@ -300,12 +316,15 @@ async fn events(Shared(api): Shared<Api>, Path(id): Path<String>) -> Result<Json
 
 async fn webhook(
     Shared(api): Shared<Api>,
-    Path(platform): Path<String>,
+    platform: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let platform = Platform::from_str(&platform)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_platform", e.to_string()))?;
+    let unknown =
+        |message: String| ApiError::new(StatusCode::NOT_FOUND, "unknown_platform", message);
+    // A name that does not decode to UTF-8 (`%FF`) names no platform either.
+    let Path(platform) = platform.map_err(|e| unknown(format!("the platform is not text: {e}")))?;
+    let platform = Platform::from_str(&platform).map_err(|e| unknown(e.to_string()))?;
     let body = to_bytes(body, api.max_body_bytes).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aftersales_ticket::{Platform, State};
 use aftersales_views::{AlertKind, Cursor, ListQuery, SharedViews, SlaQuery};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as Shared};
 use axum::http::StatusCode;
 use axum::Json;
@@ -42,6 +43,13 @@ pub(crate) struct AlertParams {
     platform: Option<String>,
     kind: Option<String>,
     limit: Option<String>,
+}
+
+/// The query's parameters, or a JSON 400 for a query that does not deserialize (a repeated
+/// parameter, bytes that are not text) instead of axum's plain-text rejection.
+fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| bad("bad_query", format!("the query cannot be read: {e}")))
 }
 
 fn bad(code: &str, message: String) -> ApiError {
@@ -145,8 +153,9 @@ async fn query<T: Send + 'static>(
 /// `GET /v1/tickets?state=&platform=&due_before=&limit=&cursor=`.
 pub(crate) async fn list(
     Shared(api): Shared<Api>,
-    Query(p): Query<ListParams>,
+    p: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let p = params(p)?;
     let state = p
         .state
         .as_deref()
@@ -172,8 +181,9 @@ pub(crate) async fn list(
 /// `GET /v1/dashboard/sla?platform=&from=&to=`: tickets opened in `[from, to)`.
 pub(crate) async fn sla(
     Shared(api): Shared<Api>,
-    Query(p): Query<SlaParams>,
+    p: Result<Query<SlaParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let p = params(p)?;
     let q = SlaQuery {
         platform: platform(p.platform.as_deref())?,
         from: instant("from", p.from.as_deref())?,
@@ -205,8 +215,9 @@ pub(crate) async fn sla(
 /// `GET /v1/alerts?platform=&kind=&limit=`: the newest alerts first.
 pub(crate) async fn alerts(
     Shared(api): Shared<Api>,
-    Query(p): Query<AlertParams>,
+    p: Result<Query<AlertParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let p = params(p)?;
     // Alerts carry the platform's name as in ticket ids, so `taobao` is asked as `tmall`.
     let platform = platform(p.platform.as_deref())?.map(|p| p.as_str().to_owned());
     let kind = p
