@@ -56,7 +56,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
-use crate::{router, Api, Tokens, WebhookSecrets};
+use crate::{router, Api};
 
 /// The fixed "now" of the run: platform times lie in the 30 days before it, and the
 /// dashboard's clock stands at it.
@@ -1471,17 +1471,9 @@ fn drive(
         .build()
         .map_err(fail("start the clients' runtime"))?;
     let api = Api {
-        tickets,
-        scheduler: None,
-        ingest: None,
-        alerts: None,
-        tokens: Tokens::default(),
-        ready: Arc::new(AtomicBool::new(true)),
-        max_body_bytes: 1 << 20,
-        secrets: Arc::new(WebhookSecrets::default()),
         views: Some(shared),
         clock: Arc::new(ManualClock::new(fixed_now().to_utc())),
-        reads: Default::default(),
+        ..Api::new(tickets)
     };
     let listener = server_rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

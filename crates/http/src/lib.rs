@@ -76,6 +76,27 @@ pub struct Api {
     pub reads: Arc<Reads>,
 }
 
+impl Api {
+    /// An API over `tickets` alone: no scheduler, ingest, alerts or read models, no tokens
+    /// (loopback only), ready, a 1 MiB body limit, no webhook secrets, the system clock.
+    /// Set the rest with struct update syntax: `Api { tokens, ..Api::new(tickets) }`.
+    pub fn new(tickets: Arc<Tickets>) -> Api {
+        Api {
+            tickets,
+            scheduler: None,
+            ingest: None,
+            alerts: None,
+            tokens: Tokens::default(),
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body_bytes: 1 << 20,
+            secrets: Arc::default(),
+            views: None,
+            clock: Arc::new(aftersales_clock::SystemClock),
+            reads: Arc::default(),
+        }
+    }
+}
+
 /// Requests the API refuses, as JSON.
 #[derive(Debug)]
 pub struct ApiError {

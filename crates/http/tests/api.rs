@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use aftersales_app::Tickets;
@@ -27,17 +26,10 @@ fn serve_with(tokens: Tokens, secrets: WebhookSecrets) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
     let api = Api {
-        tickets: Arc::new(Tickets::new(Arc::new(store)).unwrap()),
-        scheduler: None,
-        ingest: None,
-        alerts: None,
         tokens,
-        ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: 4096,
         secrets: Arc::new(secrets),
-        views: None,
-        clock: Arc::new(SystemClock),
-        reads: Default::default(),
+        ..Api::new(Arc::new(Tickets::new(Arc::new(store)).unwrap()))
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

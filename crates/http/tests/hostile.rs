@@ -5,7 +5,6 @@
 //! The webhook property runs 300 cases by default (`PROPTEST_CASES` overrides it).
 
 use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use aftersales_app::Tickets;
@@ -28,17 +27,10 @@ fn app(tokens: Tokens, secrets: WebhookSecrets) -> (Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
     let api = Api {
-        tickets: Arc::new(Tickets::new(Arc::new(store)).unwrap()),
-        scheduler: None,
-        ingest: None,
-        alerts: None,
         tokens,
-        ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: MAX_BODY,
         secrets: Arc::new(secrets),
-        views: None,
-        clock: Arc::new(SystemClock),
-        reads: Default::default(),
+        ..Api::new(Arc::new(Tickets::new(Arc::new(store)).unwrap()))
     };
     (router(api), dir)
 }

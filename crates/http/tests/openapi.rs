@@ -2,12 +2,11 @@
 //! answered by its route (not the fallback, not "method not allowed").
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
-use aftersales_http::{router, Api, Tokens, WebhookSecrets, OPENAPI, ROUTES};
+use aftersales_http::{router, Api, OPENAPI, ROUTES};
 use aftersales_store::{Store, StoreConfig};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -52,19 +51,7 @@ fn every_schema_reference_resolves() {
 async fn every_documented_operation_is_routed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
-    let api = Api {
-        tickets: Arc::new(Tickets::new(Arc::new(store)).unwrap()),
-        scheduler: None,
-        ingest: None,
-        alerts: None,
-        tokens: Tokens::default(),
-        ready: Arc::new(AtomicBool::new(true)),
-        max_body_bytes: 4096,
-        secrets: Arc::new(WebhookSecrets::default()),
-        views: None,
-        clock: Arc::new(SystemClock),
-        reads: Default::default(),
-    };
+    let api = Api::new(Arc::new(Tickets::new(Arc::new(store)).unwrap()));
     let app = router(api);
     for (method, path) in documented() {
         let uri = path.replace("{id}", "jd:1").replace("{platform}", "jd");
