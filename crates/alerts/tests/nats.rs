@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_alerts::{cursor_path, read_cursor, write_cursor, Publisher, PublisherConfig};
+use aftersales_alerts::{
+    cursor_path, read_cursor, write_cursor, Publisher, PublisherConfig, PublisherStats,
+};
 use aftersales_app::{Submission, Tickets};
 use aftersales_clock::SystemClock;
 use aftersales_store::{Store, StoreConfig};
@@ -71,10 +73,14 @@ fn review(rule: &str) -> Deadline {
     }
 }
 
-/// Runs a publisher until the stream holds `want` messages, then stops it; returns how many
-/// alerts it published (the broker's duplicates included).
-async fn publish_until(store: &Arc<Store>, server: &NatsServer, want: u64) -> u64 {
-    let client = async_nats::connect(server.url()).await.unwrap();
+/// A publisher running on `client` (polling every 20 ms) until `stop` is sent.
+struct Running {
+    stats: Arc<PublisherStats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), aftersales_alerts::AlertsError>>,
+}
+
+fn start(store: &Arc<Store>, client: async_nats::Client) -> Running {
     let publisher = Publisher::new(
         store.clone(),
         cursor_path(store.path()),
@@ -84,10 +90,28 @@ async fn publish_until(store: &Arc<Store>, server: &NatsServer, want: u64) -> u6
         },
     );
     let stats = publisher.stats();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(publisher.run(client.clone(), async {
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(publisher.run(client, async {
         let _ = stop_rx.await;
     }));
+    Running { stats, stop, task }
+}
+
+impl Running {
+    /// Stops it; how many alerts it published (the broker's duplicates included).
+    async fn stop(self) -> u64 {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+        self.stats.published.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a publisher until the stream holds `want` messages and it has looked at the whole
+/// log, then stops it; returns how many alerts it published.
+async fn publish_until(store: &Arc<Store>, server: &NatsServer, want: u64) -> u64 {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let running = start(store, client.clone());
+    let stats = running.stats.clone();
     let js = jetstream::new(client);
     let head = store.head_position();
     for _ in 0..500 {
@@ -100,9 +124,7 @@ async fn publish_until(store: &Arc<Store>, server: &NatsServer, want: u64) -> u6
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop_tx.send(()).unwrap();
-    task.await.unwrap().unwrap();
-    stats.published.load(Ordering::Relaxed)
+    running.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,24 +238,13 @@ async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker
 
     // The broker goes down before the expiry is stored: the publisher retries until it is
     // back, and the alert is not lost.
-    let publisher = Publisher::new(
-        store.clone(),
-        cursor_path(store.path()),
-        PublisherConfig {
-            poll_millis: 20,
-            ..PublisherConfig::default()
-        },
-    );
-    let stats = publisher.stats();
     let client = async_nats::ConnectOptions::new()
         .max_reconnects(None)
         .connect(server.url())
         .await
         .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(publisher.run(client, async {
-        let _ = stop_rx.await;
-    }));
+    let running = start(&store, client);
+    let stats = running.stats.clone();
     server.kill();
     let expire = Command::ExpireDeadline {
         deadline: review("jd.review"),
@@ -259,9 +270,7 @@ async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop_tx.send(()).unwrap();
-    task.await.unwrap().unwrap();
-    assert_eq!(stats.published.load(Ordering::Relaxed), 1);
+    assert_eq!(running.stop().await, 1);
     // Whether the client held the publication through the outage or the broker refused it
     // and the publisher tried again, it is there once.
     let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
