@@ -1,6 +1,7 @@
 //! The pure read model: one row per ticket folded from the log, the due-time order the
 //! ticket list pages through, and the SLA figures of the dashboard.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
@@ -282,6 +283,67 @@ enum Live {
     Untimed(Ticket),
 }
 
+/// One platform's share of the dashboard, kept current by `Views::index`, so that the
+/// dashboard without a time range sums a few platforms instead of scanning every row.
+#[derive(Debug, Default)]
+struct Totals {
+    tickets: u64,
+    by_state: BTreeMap<State, u64>,
+    met: u64,
+    breached_by_kind: BTreeMap<DeadlineKind, u64>,
+    auto_outcomes: BTreeMap<AutoOutcome, u64>,
+    /// Handling times in seconds → how many tickets took that long.
+    handling: BTreeMap<i64, u64>,
+    /// Running deadlines by due instant (ms since the epoch) → how many.
+    due: BTreeMap<i64, u64>,
+}
+
+/// Counts one more (`sign` > 0) or one less of `key`, dropping a count that reaches zero so
+/// the maps hold only what is there.
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, sign: i64) {
+    match map.entry(key) {
+        Entry::Occupied(mut e) if sign < 0 => {
+            if *e.get() <= 1 {
+                e.remove();
+            } else {
+                *e.get_mut() -= 1;
+            }
+        }
+        Entry::Occupied(mut e) => *e.get_mut() += 1,
+        Entry::Vacant(e) if sign > 0 => {
+            e.insert(1);
+        }
+        Entry::Vacant(_) => {}
+    }
+}
+
+impl Totals {
+    fn add(&mut self, row: &TicketRow, sign: i64) {
+        let step = |n: u64, by: u64| {
+            if sign > 0 {
+                n + by
+            } else {
+                n.saturating_sub(by)
+            }
+        };
+        self.tickets = step(self.tickets, 1);
+        self.met = step(self.met, u64::from(row.met));
+        bump(&mut self.by_state, row.state, sign);
+        for kind in &row.breaches {
+            bump(&mut self.breached_by_kind, *kind, sign);
+        }
+        for o in &row.auto_outcomes {
+            bump(&mut self.auto_outcomes, *o, sign);
+        }
+        if let Some(secs) = row.handling_secs {
+            bump(&mut self.handling, secs, sign);
+        }
+        for d in &row.open_deadlines {
+            bump(&mut self.due, d.due_at.timestamp_millis(), sign);
+        }
+    }
+}
+
 /// The read model. Rows are kept for every ticket; the running state behind a row only
 /// while the ticket is open (a final ticket never arms a deadline again).
 #[derive(Debug)]
@@ -294,6 +356,8 @@ pub struct Views {
     /// Missed deadlines by platform and kind (for `/metrics`).
     breaches: BTreeMap<(String, DeadlineKind), u64>,
     open_deadlines: u64,
+    /// The dashboard's figures per platform name.
+    totals: HashMap<String, Totals>,
     /// The newest alerts, oldest first.
     alerts: VecDeque<Alert>,
     position: Position,
@@ -310,6 +374,7 @@ impl Views {
             order: BTreeSet::new(),
             breaches: BTreeMap::new(),
             open_deadlines: 0,
+            totals: HashMap::new(),
             alerts: VecDeque::new(),
             position: 0,
         }
@@ -388,6 +453,14 @@ impl Views {
                 .entry((row.platform.as_str().to_owned(), *kind))
                 .or_default();
             *n = n.saturating_add_signed(sign);
+        }
+        match self.totals.get_mut(row.platform.as_str()) {
+            Some(t) => t.add(row, sign),
+            None => {
+                let mut t = Totals::default();
+                t.add(row, sign);
+                self.totals.insert(row.platform.as_str().to_owned(), t);
+            }
         }
     }
 
@@ -668,7 +741,45 @@ impl Views {
             auto_outcomes: BTreeMap::new(),
         };
         let (hour, day) = (now + Duration::hours(1), now + Duration::hours(24));
-        let mut handling = Vec::new();
+        let mut handling: BTreeMap<i64, u64> = BTreeMap::new();
+        if q.from.is_none() && q.to.is_none() {
+            // No time range: the running totals answer without visiting a row.
+            let (now_ms, hour_ms, day_ms) = (
+                now.timestamp_millis(),
+                hour.timestamp_millis(),
+                day.timestamp_millis(),
+            );
+            let selected = self
+                .totals
+                .iter()
+                .filter(|(p, _)| q.platform.as_ref().is_none_or(|q| q.as_str() == p.as_str()));
+            for (_, t) in selected {
+                sla.tickets += t.tickets;
+                for (state, n) in &t.by_state {
+                    *sla.by_state.entry(*state).or_default() += n;
+                }
+                sla.overdue += t.due.range(..=now_ms).map(|(_, n)| n).sum::<u64>();
+                let ahead = (Bound::Excluded(now_ms), Bound::Included(hour_ms));
+                sla.due_within_1h += t.due.range(ahead).map(|(_, n)| n).sum::<u64>();
+                let ahead = (Bound::Excluded(now_ms), Bound::Included(day_ms));
+                sla.due_within_24h += t.due.range(ahead).map(|(_, n)| n).sum::<u64>();
+                sla.met += t.met;
+                for (kind, n) in &t.breached_by_kind {
+                    sla.breached += n;
+                    *sla.breached_by_kind.entry(*kind).or_default() += n;
+                }
+                for (o, n) in &t.auto_outcomes {
+                    *sla.auto_outcomes.entry(*o).or_default() += n;
+                }
+                for (secs, n) in &t.handling {
+                    *handling.entry(*secs).or_default() += n;
+                }
+            }
+            let ended = sla.met + sla.breached;
+            sla.met_pct = (ended > 0).then(|| 100.0 * sla.met as f64 / ended as f64);
+            sla.handling = handling_figures(&handling);
+            return sla;
+        }
         for row in self.rows.values() {
             let opened = row.opened_at.to_utc();
             if q.platform.as_ref().is_some_and(|p| *p != row.platform)
@@ -696,11 +807,13 @@ impl Views {
             for o in &row.auto_outcomes {
                 *sla.auto_outcomes.entry(*o).or_default() += 1;
             }
-            handling.extend(row.handling_secs);
+            if let Some(secs) = row.handling_secs {
+                *handling.entry(secs).or_default() += 1;
+            }
         }
         let ended = sla.met + sla.breached;
         sla.met_pct = (ended > 0).then(|| 100.0 * sla.met as f64 / ended as f64);
-        sla.handling = handling_figures(handling);
+        sla.handling = handling_figures(&handling);
         sla
     }
 
@@ -755,8 +868,9 @@ fn handling_secs(row: &TicketRow) -> Option<i64> {
     Some(review + disposal)
 }
 
-fn handling_figures(mut secs: Vec<i64>) -> Handling {
-    let n = secs.len();
+/// The handling figures of a histogram of handling times (seconds → tickets).
+fn handling_figures(secs: &BTreeMap<i64, u64>) -> Handling {
+    let n: u64 = secs.values().sum();
     if n == 0 {
         return Handling {
             tickets: 0,
@@ -765,16 +879,29 @@ fn handling_figures(mut secs: Vec<i64>) -> Handling {
             within_6h_pct: None,
         };
     }
-    secs.sort_unstable();
     let hours = |s: i64| s as f64 / 3600.0;
-    let mean = secs.iter().map(|s| *s as f64).sum::<f64>() / n as f64 / 3600.0;
+    // Whole seconds, so the sum is exact as an integer.
+    let total: i128 = secs
+        .iter()
+        .map(|(s, c)| i128::from(*s) * i128::from(*c))
+        .sum();
+    let mean = total as f64 / n as f64 / 3600.0;
     // Nearest rank: the smallest value with at least 90% of the values at or below it.
     let rank = (n * 9).div_ceil(10).max(1);
-    let within = secs.iter().filter(|s| **s <= HANDLING_BAR_SECS).count();
+    let mut seen = 0;
+    let p90 = secs
+        .iter()
+        .find(|(_, c)| {
+            seen += **c;
+            seen >= rank
+        })
+        .map(|(s, _)| *s)
+        .expect("the rank is within the count");
+    let within: u64 = secs.range(..=HANDLING_BAR_SECS).map(|(_, c)| c).sum();
     Handling {
-        tickets: n as u64,
+        tickets: n,
         mean_hours: Some(mean),
-        p90_hours: Some(hours(secs[rank - 1])),
+        p90_hours: Some(hours(p90)),
         within_6h_pct: Some(100.0 * within as f64 / n as f64),
     }
 }
@@ -805,12 +932,24 @@ mod tests {
 
     #[test]
     fn handling_figures_use_nearest_rank() {
-        let h = handling_figures((1..=10).map(|h| h * 3600).collect());
+        let hist = |secs: &[i64]| {
+            let mut m = BTreeMap::new();
+            for s in secs {
+                *m.entry(*s).or_default() += 1;
+            }
+            m
+        };
+        let h = handling_figures(&hist(&(1..=10).map(|h| h * 3600).collect::<Vec<_>>()));
         assert_eq!(h.tickets, 10);
         assert_eq!(h.mean_hours, Some(5.5));
         assert_eq!(h.p90_hours, Some(9.0));
         assert_eq!(h.within_6h_pct, Some(60.0));
-        assert_eq!(handling_figures(vec![]).mean_hours, None);
-        assert_eq!(handling_figures(vec![7200]).p90_hours, Some(2.0));
+        assert_eq!(handling_figures(&hist(&[])).mean_hours, None);
+        assert_eq!(handling_figures(&hist(&[7200])).p90_hours, Some(2.0));
+        // Repeated values count once each: 9 of 10 at 1h, one at 5h.
+        let h = handling_figures(&hist(&[
+            3600, 3600, 3600, 3600, 3600, 3600, 3600, 3600, 3600, 18000,
+        ]));
+        assert_eq!((h.p90_hours, h.mean_hours), (Some(1.0), Some(1.4)));
     }
 }

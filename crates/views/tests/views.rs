@@ -230,6 +230,34 @@ fn check_figures(views: &Views) {
     assert_eq!(sla.auto_outcomes.get(&AutoOutcome::Approve), Some(&1));
     assert_eq!(sla.auto_outcomes.len(), 1);
 
+    // Without a range the dashboard sums running totals, with one it scans the rows: both
+    // must give the same figures at any `now` (before, between and after the deadlines).
+    let ever = Some(utc("2000-01-01T00:00:00Z"));
+    for now in [
+        NOW,
+        "2026-11-20T10:00:00+08:00",
+        "2026-11-27T12:30:00+08:00",
+        "2026-11-28T06:00:00+08:00",
+        "2026-12-30T00:00:00+08:00",
+    ] {
+        for platform in [None, jd(), Some(Platform::Tmall), Some(Platform::Pdd)] {
+            let q = SlaQuery {
+                platform: platform.clone(),
+                ..SlaQuery::default()
+            };
+            let scan = SlaQuery {
+                platform,
+                from: ever,
+                to: None,
+            };
+            assert_eq!(
+                views.sla(&q, utc(now)),
+                views.sla(&scan, utc(now)),
+                "at {now}"
+            );
+        }
+    }
+
     let recent = views.sla(
         &SlaQuery {
             platform: jd(),
