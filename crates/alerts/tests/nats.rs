@@ -65,6 +65,16 @@ fn open(tickets: &Tickets, ticket: &str) {
     );
 }
 
+/// The platform lets `ticket`'s review (`rule`) expire at its due time.
+fn expire(tickets: &Tickets, ticket: &str, rule: &str) {
+    let command = Command::ExpireDeadline {
+        deadline: review(rule),
+        outcome: None,
+    };
+    let key = format!("deadline/{ticket}");
+    submit(tickets, ticket, command, "2026-11-22T10:00:00+08:00", &key);
+}
+
 fn review(rule: &str) -> Deadline {
     Deadline {
         kind: DeadlineKind::Review,
@@ -145,17 +155,7 @@ async fn every_alert_in_the_log_is_published_once_in_order() {
         "2026-11-22T08:00:00+08:00",
         "warning/jd:1",
     );
-    let expire = Command::ExpireDeadline {
-        deadline: review("pdd.review"),
-        outcome: None,
-    };
-    submit(
-        &tickets,
-        "pdd:2",
-        expire,
-        "2026-11-22T10:00:00+08:00",
-        "deadline/pdd:2",
-    );
+    expire(&tickets, "pdd:2", "pdd.review");
     // The history counts from position 0 here; a store without a cursor starts at its head.
     write_cursor(&cursor_path(store.path()), 0).unwrap();
 
@@ -195,17 +195,7 @@ async fn every_alert_in_the_log_is_published_once_in_order() {
     assert_eq!(stream.info().await.unwrap().state.messages, 2);
 
     // Restarted with its cursor: only what is new.
-    let expire = Command::ExpireDeadline {
-        deadline: review("jd.review"),
-        outcome: None,
-    };
-    submit(
-        &tickets,
-        "jd:1",
-        expire,
-        "2026-11-22T10:00:00+08:00",
-        "deadline/jd:1",
-    );
+    expire(&tickets, "jd:1", "jd.review");
     assert_eq!(publish_until(&store, &server, 3).await, 1);
     let third = stream.get_raw_message(3).await.unwrap();
     let alert: serde_json::Value = serde_json::from_slice(&third.payload).unwrap();
@@ -246,17 +236,7 @@ async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker
     let running = start(&store, client);
     let stats = running.stats.clone();
     server.kill();
-    let expire = Command::ExpireDeadline {
-        deadline: review("jd.review"),
-        outcome: None,
-    };
-    submit(
-        &tickets,
-        "jd:1",
-        expire,
-        "2026-11-22T10:00:00+08:00",
-        "deadline/jd:1",
-    );
+    expire(&tickets, "jd:1", "jd.review");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         stats.cursor.load(Ordering::Relaxed),

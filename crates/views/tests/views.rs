@@ -31,6 +31,22 @@ fn open_store(dir: &Path) -> Arc<Store> {
     Arc::new(Store::open(dir, StoreConfig::new(Arc::new(clock))).unwrap())
 }
 
+/// The read models over `store` with their checkpoint at `path`, caught up.
+fn shared(store: &Arc<Store>, path: &Path) -> (SharedViews, Loaded) {
+    SharedViews::open(
+        store.clone(),
+        path.to_owned(),
+        RuleBook::builtin(),
+        Calendar::builtin(),
+    )
+    .unwrap()
+}
+
+/// The checkpoint at `path` as `store`'s read models would load it (not caught up).
+fn load(store: &Store, path: &Path) -> (Views, Loaded) {
+    aftersales_views::load(store, path, RuleBook::builtin(), Calendar::builtin()).unwrap()
+}
+
 fn submit(tickets: &Tickets, ticket: &str, command: Command, when: &str, actor: Actor) {
     let key = format!("{ticket}/{}/{when}", command.name());
     tickets
@@ -341,13 +357,7 @@ fn figures_match_the_timeline_and_a_checkpoint_resumes_to_the_same_rows() {
     let tickets = Arc::new(Tickets::new(store.clone()).unwrap());
 
     let scheduler = first_part(&tickets);
-    let (views, _) = SharedViews::open(
-        store.clone(),
-        checkpoint.clone(),
-        RuleBook::builtin(),
-        Calendar::builtin(),
-    )
-    .unwrap();
+    let (views, _) = shared(&store, &checkpoint);
     let halfway = views.read().position();
     assert_eq!(halfway, store.head_position());
     views.save().unwrap();
@@ -355,13 +365,7 @@ fn figures_match_the_timeline_and_a_checkpoint_resumes_to_the_same_rows() {
 
     second_part(&tickets, &scheduler);
     // Resumed: jd:3's expiry needs its running state, restored from its stream.
-    let (mut resumed, loaded) = aftersales_views::load(
-        &store,
-        &checkpoint,
-        RuleBook::builtin(),
-        Calendar::builtin(),
-    )
-    .unwrap();
+    let (mut resumed, loaded) = load(&store, &checkpoint);
     assert_eq!(loaded, Loaded::Resumed(halfway));
     aftersales_views::catch_up(&mut resumed, &store).unwrap();
     check_figures(&resumed);
@@ -381,13 +385,7 @@ fn a_checkpoint_of_another_log_or_a_damaged_one_is_ignored() {
     let one = open_store(&dir.path().join("one"));
     let tickets = Arc::new(Tickets::new(one.clone()).unwrap());
     first_part(&tickets);
-    let (views, _) = SharedViews::open(
-        one.clone(),
-        checkpoint.clone(),
-        RuleBook::builtin(),
-        Calendar::builtin(),
-    )
-    .unwrap();
+    let (views, _) = shared(&one, &checkpoint);
     views.save().unwrap();
 
     // Another log with the same number of events: the hash link differs.
@@ -403,9 +401,7 @@ fn a_checkpoint_of_another_log_or_a_damaged_one_is_ignored() {
         );
     }
     assert_eq!(two.head_position(), one.head_position());
-    let (_, loaded) =
-        aftersales_views::load(&two, &checkpoint, RuleBook::builtin(), Calendar::builtin())
-            .unwrap();
+    let (_, loaded) = load(&two, &checkpoint);
     assert_eq!(
         loaded,
         Loaded::Fresh("the checkpoint was made from another log".into())
@@ -413,19 +409,11 @@ fn a_checkpoint_of_another_log_or_a_damaged_one_is_ignored() {
 
     // A log shorter than the checkpoint (restored from an older backup).
     let three = open_store(&dir.path().join("three"));
-    let (_, loaded) = aftersales_views::load(
-        &three,
-        &checkpoint,
-        RuleBook::builtin(),
-        Calendar::builtin(),
-    )
-    .unwrap();
+    let (_, loaded) = load(&three, &checkpoint);
     assert!(matches!(loaded, Loaded::Fresh(why) if why.contains("log ends at 0")));
 
     std::fs::write(&checkpoint, b"{not json").unwrap();
-    let (views, loaded) =
-        aftersales_views::load(&one, &checkpoint, RuleBook::builtin(), Calendar::builtin())
-            .unwrap();
+    let (views, loaded) = load(&one, &checkpoint);
     assert!(
         matches!(loaded, Loaded::Fresh(why) if why.starts_with("the checkpoint is unreadable"))
     );
@@ -441,13 +429,7 @@ fn the_follower_folds_live_appends_and_checkpoints_at_stop() {
     let checkpoint = dir.path().join("views.json");
     let store = open_store(&dir.path().join("store"));
     let tickets = Arc::new(Tickets::new(store.clone()).unwrap());
-    let (views, _) = SharedViews::open(
-        store.clone(),
-        checkpoint.clone(),
-        RuleBook::builtin(),
-        Calendar::builtin(),
-    )
-    .unwrap();
+    let (views, _) = shared(&store, &checkpoint);
     let stop = Arc::new(AtomicBool::new(false));
     let follower = {
         let (views, stop) = (views.clone(), stop.clone());
@@ -469,12 +451,6 @@ fn the_follower_folds_live_appends_and_checkpoints_at_stop() {
     check_figures(&views.read());
     stop.store(true, Ordering::Release);
     follower.join().unwrap();
-    let (_, loaded) = aftersales_views::load(
-        &store,
-        &checkpoint,
-        RuleBook::builtin(),
-        Calendar::builtin(),
-    )
-    .unwrap();
+    let (_, loaded) = load(&store, &checkpoint);
     assert_eq!(loaded, Loaded::Resumed(head));
 }
