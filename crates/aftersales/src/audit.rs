@@ -171,7 +171,9 @@ pub fn import(data: &Path, platform: &str, file: &str) -> Result<ExitCode> {
             Outcome::Refused {
                 ticket, rejection, ..
             } => format!("refused_{}: ticket {ticket}: {rejection}", rejection.code()),
-            Outcome::Failed(e) => bail!("line {}: the store failed: {e}", n + 1),
+            Outcome::Failed(e) | Outcome::StoreDown(e) => {
+                bail!("line {}: the store failed: {e}", n + 1)
+            }
         };
         refused += 1;
         eprintln!("line {}: {why}", n + 1);

@@ -400,7 +400,7 @@ async fn webhook(
             format!("refused_{}", rejection.code()),
             format!("ticket {ticket}: {rejection}"),
         )),
-        Outcome::Failed(e) => Err(ApiError::new(
+        Outcome::Failed(e) | Outcome::StoreDown(e) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             e,

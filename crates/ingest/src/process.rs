@@ -21,8 +21,12 @@ pub enum Outcome {
         rejection: Rejection,
         parkable: bool,
     },
-    /// Storing failed for a reason that may pass (I/O, contention).
+    /// Storing failed for a reason that may pass (contention, an unreadable record).
     Failed(String),
+    /// The store refuses every append (a write to disk failed: a full disk; or it is
+    /// closing). The message is not at fault: it is retried however long that takes and
+    /// never dead-lettered.
+    StoreDown(String),
 }
 
 /// Translates and applies a body from `platform`. Commands of one body are applied in
@@ -81,6 +85,9 @@ pub fn apply_messages(tickets: &Tickets, messages: Vec<Message>) -> Outcome {
                 return Outcome::Unusable(Unusable::Malformed {
                     detail: format!("the message opens {opens} but names ticket {routed}"),
                 })
+            }
+            Err(HandleError::Store(e)) if e.is_unavailable() => {
+                return Outcome::StoreDown(e.to_string())
             }
             Err(other) => return Outcome::Failed(other.to_string()),
         }
@@ -179,6 +186,7 @@ pub fn verdict(outcome: &Outcome, delivered: u64, age: Duration, limits: &Limits
                 backoff()
             }
         }
+        Outcome::StoreDown(_) => backoff(),
     }
 }
 
@@ -243,7 +251,7 @@ mod tests {
     #[test]
     fn transient_failures_back_off_exponentially_up_to_a_cap_then_dead_letter() {
         let limits = Limits::default();
-        let failed = Outcome::Failed("disk full".into());
+        let failed = Outcome::Failed("ticket jd:1 kept changing".into());
         let delay = |n| match verdict(&failed, n, Duration::ZERO, &limits) {
             Verdict::Retry(d) => d,
             other => panic!("{other:?}"),
@@ -254,7 +262,21 @@ mod tests {
         assert_eq!(delay(19), Duration::from_secs(30));
         assert!(matches!(
             verdict(&failed, 20, Duration::ZERO, &limits),
-            Verdict::DeadLetter(r) if r.code == "failed" && r.text.contains("disk full")
+            Verdict::DeadLetter(r) if r.code == "failed" && r.text.contains("kept changing")
         ));
+    }
+
+    #[test]
+    fn a_store_that_cannot_write_never_dead_letters_a_message() {
+        let limits = Limits::default();
+        let down = Outcome::StoreDown("No space left on device".into());
+        for delivered in [1, 20, 1_000] {
+            let v = verdict(&down, delivered, Duration::from_secs(86_400), &limits);
+            assert!(matches!(v, Verdict::Retry(_)), "{delivered}: {v:?}");
+        }
+        assert_eq!(
+            verdict(&down, 1_000, Duration::ZERO, &limits),
+            Verdict::Retry(limits.max_backoff)
+        );
     }
 }

@@ -297,7 +297,7 @@ impl Shared {
                     } => {
                         debug!(subject, sequence, %ticket, code = rejection.code(), ?delay, "parked")
                     }
-                    Outcome::Failed(error) => {
+                    Outcome::Failed(error) | Outcome::StoreDown(error) => {
                         warn!(subject, sequence, delivered, %error, ?delay, "will retry")
                     }
                     _ => {}

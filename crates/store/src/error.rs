@@ -221,6 +221,21 @@ impl StoreError {
         )
     }
 
+    /// The store as a whole refuses appends (a write to disk failed, or it is closed), so
+    /// no append can succeed until it is reopened: the caller's input is not at fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Closed
+                | StoreError::Poisoned { .. }
+                | StoreError::Io { .. }
+                | StoreError::Storage {
+                    source: sled::Error::Io(_),
+                    ..
+                }
+        )
+    }
+
     pub(crate) fn storage(action: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
         move |source| StoreError::Storage { action, source }
     }

@@ -271,6 +271,12 @@ impl Store {
         self.inner.lock_durable().head_hash
     }
 
+    /// Why the store refuses appends, once a write to disk has failed (a full disk, an I/O
+    /// error): it stays so until it is closed and opened again.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.lock_durable().failure.clone()
+    }
+
     /// Stops the flusher after a final flush. Appends already accepted are
     /// acknowledged; later ones fail with [`StoreError::Closed`]. Subscriptions deliver
     /// what is on disk and then end. Calling it twice is harmless.
