@@ -216,8 +216,12 @@ impl Publisher {
                 }
             }
             if position != before {
-                write_cursor(&self.cursor, position)?;
-                self.stats.cursor.store(position, Ordering::Relaxed);
+                // A cursor left behind (a full disk) only re-sends alerts the broker drops
+                // as duplicates: keep publishing and write it again next time.
+                match write_cursor(&self.cursor, position) {
+                    Ok(()) => self.stats.cursor.store(position, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "the alerts' cursor was not saved"),
+                }
             }
             if !ready {
                 tokio::select! {
