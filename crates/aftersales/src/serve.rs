@@ -25,8 +25,8 @@ use serde::Deserialize;
 use crate::ingest::{runtime, shutdown_signal};
 use crate::timers::rule_pack_chooser;
 
-/// The config file (TOML): `[nats]` (docs/INGEST.md), `[http]` and `[alerts]`; every key
-/// optional.
+/// The config file (TOML): `[nats]` (docs/INGEST.md), `[http]`, `[alerts]` and
+/// `[read_models]`; every key optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -35,6 +35,24 @@ pub struct FileConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub read_models: ReadModelsConfig,
+}
+
+/// `[read_models]`: how often the dashboards' read models are checkpointed while events
+/// come in (they are also checkpointed at every clean stop).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadModelsConfig {
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for ReadModelsConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_secs: 30,
+        }
+    }
 }
 
 /// `[alerts]`: how long before its due time a deadline warns the merchant's staff
@@ -114,8 +132,12 @@ impl Default for HttpConfig {
     }
 }
 
-/// How often the read models' checkpoint is rewritten while events come in.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+/// How often `serve` checks that its store can still write.
+const STORE_WATCH: Duration = Duration::from_millis(250);
+
+/// `serve`'s exit code after its store failed to write (sysexits' EX_TEMPFAIL: try again
+/// later); systemd's `Restart=on-failure` starts it again.
+pub const EXIT_STORE_FAILED: u8 = 75;
 
 /// Where the read models keep their checkpoint: beside the log, in the data directory.
 pub fn views_checkpoint(data: &Path) -> PathBuf {
@@ -162,6 +184,19 @@ pub fn run(
         );
     }
 
+    // Signals are taken from the start: a SIGTERM while the store opens or the read models
+    // rebuild must stop the process cleanly, not kill it.
+    let rt = runtime()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    rt.spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new requests or messages");
+            let _ = stop_tx.send(true);
+        }
+    });
     let store = Store::open(data, StoreConfig::new(Arc::new(SystemClock)))
         .with_context(|| format!("opening the store in {}", data.display()))?;
     let tickets = Arc::new(
@@ -188,9 +223,10 @@ pub fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let views_thread = {
         let (views, stop) = (views.clone(), stop.clone());
+        let every = Duration::from_secs(file.read_models.checkpoint_every_secs.max(1));
         std::thread::Builder::new()
             .name("read-models".into())
-            .spawn(move || views.follow(&stop, Duration::from_millis(200), CHECKPOINT_EVERY))?
+            .spawn(move || views.follow(&stop, Duration::from_millis(200), every))?
     };
     let timer_thread = {
         let (scheduler, stop) = (scheduler.clone(), stop.clone());
@@ -199,9 +235,14 @@ pub fn run(
             .spawn(move || scheduler.run(&SystemClock, &stop, Duration::from_millis(500)))?
     };
 
-    let rt = runtime()?;
+    if *stop_rx.borrow() {
+        stop.store(true, Ordering::Release);
+        let _ = (timer_thread.join(), views_thread.join());
+        tickets.store().close().context("closing the store")?;
+        eprintln!("stopped while starting; nothing was taken in");
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = rt.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -260,10 +301,21 @@ pub fn run(
             }
         );
         ready.store(true, Ordering::Release);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new requests or messages");
-            let _ = stop_tx.send(true);
+        // A store whose write failed (a full disk) refuses every append until it is opened
+        // again: stop, so the supervisor starts a fresh process (RELIABILITY.md).
+        tokio::spawn({
+            let (store, ready) = (tickets.store().clone(), ready.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(STORE_WATCH).await;
+                    if let Some(reason) = store.failure() {
+                        ready.store(false, Ordering::Release);
+                        tracing::error!(%reason, "the event store cannot write; stopping");
+                        let _ = stop_tx.send(true);
+                        return;
+                    }
+                }
+            }
         });
         axum::serve(listener, router(api))
             .with_graceful_shutdown(stopped(stop_rx))
@@ -283,6 +335,18 @@ pub fn run(
     views_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the read models' follower panicked"))?;
+    if let Some(reason) = tickets.store().failure() {
+        if let Err(e) = &result {
+            tracing::warn!(error = %format!("{e:#}"), "also failed while stopping");
+        }
+        // Nothing unacknowledged was acked: the broker redelivers it to the next process.
+        eprintln!(
+            "error: the event store could not write ({reason}); stopped without acknowledging \
+             anything not on disk. Free space or fix the disk; the next start repairs the store \
+             and takes the messages again"
+        );
+        return Ok(ExitCode::from(EXIT_STORE_FAILED));
+    }
     result?;
     tickets.store().close().context("closing the store")?;
     eprintln!(
