@@ -420,6 +420,94 @@ fn the_run_loop_fires_on_its_clock_and_a_clock_jumping_back_fires_nothing_early(
     }
 }
 
+/// Runs a scheduler loop on `clock` until `stop`; the loop's stats come back from join.
+fn run_loop(
+    scheduler: &Arc<Scheduler>,
+    clock: &ManualClock,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<aftersales_scheduler::FiringStats> {
+    let (scheduler, clock, stop) = (Arc::clone(scheduler), clock.clone(), Arc::clone(stop));
+    std::thread::spawn(move || scheduler.run(&clock, &stop, Duration::from_millis(5)))
+}
+
+#[test]
+fn a_clock_jumping_forward_then_back_across_a_restart_fires_each_deadline_once_and_never_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    open_jd_review(&tickets, "jd:7101", "2026-11-20T10:00:00+08:00"); // due 11-22 10:00
+    open_jd_review(&tickets, "jd:7102", "2026-11-21T10:00:00+08:00"); // due 11-23 10:00
+    let clock = ManualClock::new(utc("2026-11-20T12:00:00+08:00"));
+    let (first, stop) = (
+        Arc::new(scheduler(&tickets)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let runner = run_loop(&first, &clock, &stop);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(first.stats().fired + first.stats().warned, 0);
+
+    // Forward two days at once (an NTP step, a VM resumed): the first deadline, which the
+    // jump passed, fires once; the second, still a day away, neither fires nor warns.
+    clock.set(utc("2026-11-22T12:00:00+08:00"));
+    wait_until("the passed deadline fires", || first.stats().fired == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(first.stats().fired, 1);
+    assert_eq!(first.stats().warned, 0, "a passed deadline warns no more");
+
+    // Back three days, and the process restarts: the new scheduler rebuilds its index from
+    // the log, where the firing is, so nothing fires again however long the clock stands.
+    stop.store(true, Ordering::Release);
+    runner.join().unwrap();
+    clock.set(utc("2026-11-19T12:00:00+08:00"));
+    let (second, stop) = (
+        Arc::new(scheduler(&tickets)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    assert_eq!(
+        second.armed_count(),
+        1,
+        "only the second deadline is still running"
+    );
+    let runner = run_loop(&second, &clock, &stop);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(second.stats().fired + second.stats().warned, 0);
+
+    // Forward again, past the first deadline once more and to a second before the other.
+    clock.set(utc("2026-11-23T09:59:59+08:00"));
+    wait_until("the second deadline warns", || second.stats().warned == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        second.stats().fired,
+        0,
+        "fired early, or the first one twice"
+    );
+    clock.set(utc("2026-11-23T10:00:00+08:00"));
+    wait_until("the second deadline fires", || second.stats().fired == 1);
+    // And back once more, with the loop running: nothing.
+    clock.set(utc("2026-11-21T00:00:00+08:00"));
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Release);
+    let stats = runner.join().unwrap();
+    assert_eq!((stats.fired, stats.warned), (1, 1));
+    for (ticket, due) in [
+        ("jd:7101", "2026-11-22T10:00:00+08:00"),
+        ("jd:7102", "2026-11-23T10:00:00+08:00"),
+    ] {
+        let history = history(&tickets, ticket);
+        assert_eq!(expiries(&history), 1, "{ticket}");
+        let expired = history
+            .iter()
+            .find(|s| s.envelope.event.name() == "deadline_expired")
+            .unwrap();
+        assert_eq!(
+            expired.envelope.occurred_at,
+            at(due),
+            "{ticket} fired at its due time"
+        );
+    }
+}
+
 #[test]
 fn an_unreadable_event_isolates_its_ticket_and_the_others_still_fire() {
     let dir = tempfile::tempdir().unwrap();
