@@ -200,13 +200,18 @@ impl Publisher {
                 }
             }
             let before = position;
+            // `stop` is done once it has completed: polling it again would panic.
+            let mut stopping = false;
             for record in &page {
                 let published = tokio::select! {
                     _ = &mut stop => None,
                     ok = self.publish(&js, record) => Some(ok),
                 };
                 match published {
-                    None => break,
+                    None => {
+                        stopping = true;
+                        break;
+                    }
                     Some(false) => {
                         // Not stored by the broker: keep the cursor here and try again.
                         ready = false;
@@ -222,6 +227,9 @@ impl Publisher {
                     Ok(()) => self.stats.cursor.store(position, Ordering::Relaxed),
                     Err(e) => tracing::warn!(error = %e, "the alerts' cursor was not saved"),
                 }
+            }
+            if stopping {
+                return Ok(());
             }
             if !ready {
                 tokio::select! {

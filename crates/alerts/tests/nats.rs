@@ -258,3 +258,36 @@ async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
     assert_eq!(read_cursor(&cursor_path(store.path())).unwrap(), Some(3));
 }
+
+/// Stopped in the middle of a page of alerts: it returns cleanly with its cursor at the
+/// last alert the broker took (the stop future is not polled again once it completed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_stopped_mid_page_returns_cleanly_with_its_cursor_saved() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap());
+    let tickets = Tickets::new(store.clone()).unwrap();
+    for n in 0..400 {
+        let ticket = format!("pdd:{n}");
+        open(&tickets, &ticket);
+        expire(&tickets, &ticket, "pdd.review");
+    }
+    write_cursor(&cursor_path(store.path()), 0).unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let running = start(&store, client);
+    let stats = running.stats.clone();
+    while stats.published.load(Ordering::Relaxed) < 20 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let published = tokio::time::timeout(Duration::from_secs(10), running.stop())
+        .await
+        .expect("the publisher stops");
+    assert!(published < 400, "stopped after everything: {published}");
+    let cursor = read_cursor(&cursor_path(store.path())).unwrap().unwrap();
+    // Each ticket is two records (opened, expired): the cursor is at the last published
+    // expiry, or at the opening after it (not an alert, passed over).
+    assert!(
+        [2 * published, 2 * published + 1].contains(&cursor),
+        "cursor {cursor} after {published} published"
+    );
+}
