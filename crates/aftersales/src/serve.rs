@@ -220,9 +220,14 @@ pub fn run(
         Calendar::builtin(),
     )
     .context("building the read models")?;
-    let stop = Arc::new(AtomicBool::new(false));
+    // Two flags: the scheduler stops first, so the read models' last checkpoint has its
+    // last firings.
+    let (stop, stop_views) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let views_thread = {
-        let (views, stop) = (views.clone(), stop.clone());
+        let (views, stop) = (views.clone(), stop_views.clone());
         let every = Duration::from_secs(file.read_models.checkpoint_every_secs.max(1));
         std::thread::Builder::new()
             .name("read-models".into())
@@ -237,7 +242,9 @@ pub fn run(
 
     if *stop_rx.borrow() {
         stop.store(true, Ordering::Release);
-        let _ = (timer_thread.join(), views_thread.join());
+        let _ = timer_thread.join();
+        stop_views.store(true, Ordering::Release);
+        let _ = views_thread.join();
         tickets.store().close().context("closing the store")?;
         eprintln!("stopped while starting; nothing was taken in");
         return Ok(ExitCode::SUCCESS);
@@ -332,6 +339,7 @@ pub fn run(
         .join()
         .map_err(|_| anyhow::anyhow!("the scheduler panicked"))?;
     // The follower writes its last checkpoint before the store closes.
+    stop_views.store(true, Ordering::Release);
     views_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the read models' follower panicked"))?;

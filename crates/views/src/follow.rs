@@ -296,8 +296,8 @@ impl SharedViews {
     }
 
     /// The follower loop: folds each new acknowledged event as it comes, checkpoints every
-    /// `every` while there is news, and once more when `stop` is set (seen within `poll`)
-    /// or the store closes.
+    /// `every` while there is news, and once more, caught up with the log, when `stop` is
+    /// set (seen within `poll`) or the store closes. Stop the writers first.
     pub fn follow(&self, stop: &AtomicBool, poll: Duration, every: Duration) {
         let mut sub = self.store.subscribe(self.read().position() + 1);
         let mut saved_at = self.read().position();
@@ -345,6 +345,10 @@ impl SharedViews {
                 }
                 last_save = Instant::now();
             }
+        }
+        // What was appended since the last poll belongs in the last checkpoint.
+        if let Err(e) = self.catch_up() {
+            tracing::error!(error = %e, "the read models could not catch up at stop");
         }
         if self.read().position() != saved_at {
             if let Err(e) = self.save() {
