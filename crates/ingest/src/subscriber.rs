@@ -194,19 +194,33 @@ impl Ingest {
     }
 
     fn translate(&self, msg: &jetstream::Message) -> Result<Vec<Message>, Unusable> {
-        let token = msg
-            .subject
-            .as_str()
-            .strip_prefix(&self.cfg.subject_prefix)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or("");
-        let platform = Platform::from_str(token).map_err(|_| Unusable::Malformed {
-            detail: format!(
-                "subject `{}` names no platform (expected {}.<platform>)",
-                msg.subject, self.cfg.subject_prefix
-            ),
-        })?;
+        let platform = platform_of_subject(&self.cfg.subject_prefix, msg.subject.as_str())?;
         translate(&platform, &msg.payload)
+    }
+}
+
+/// The platform a webhook subject names: `<prefix>.<platform>`, or
+/// `<prefix>.<platform>.<partition>` (docs/PARTITIONS.md).
+pub fn platform_of_subject(prefix: &str, subject: &str) -> Result<Platform, Unusable> {
+    let mut tokens = subject
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or("")
+        .split('.');
+    let platform = tokens.next().and_then(|t| Platform::from_str(t).ok());
+    let partition_ok = match (tokens.next(), tokens.next()) {
+        (None, _) => true,
+        (Some(p), None) => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
+        (Some(_), Some(_)) => false,
+    };
+    match platform {
+        Some(platform) if partition_ok => Ok(platform),
+        _ => Err(Unusable::Malformed {
+            detail: format!(
+                "subject `{subject}` names no platform (expected {prefix}.<platform> or \
+                 {prefix}.<platform>.<partition>)"
+            ),
+        }),
     }
 }
 
@@ -332,6 +346,41 @@ impl Shared {
             // The message comes back after ack_wait; its events are stored, so the
             // redelivery is a no-op.
             warn!(subject, sequence, error = %e, "acknowledgement not sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_subject_names_its_platform_with_or_without_a_partition() {
+        let p = "aftersales.webhooks";
+        for (subject, platform) in [
+            ("aftersales.webhooks.jd", "jd"),
+            ("aftersales.webhooks.tmall.0", "tmall"),
+            ("aftersales.webhooks.myshop.1023", "myshop"),
+        ] {
+            assert_eq!(
+                platform_of_subject(p, subject).unwrap().to_string(),
+                platform
+            );
+        }
+        for bad in [
+            "aftersales.webhooks",
+            "aftersales.webhooks.",
+            "aftersales.webhooks.JD",
+            "aftersales.webhooks.jd.",
+            "aftersales.webhooks.jd.x",
+            "aftersales.webhooks.jd.1.2",
+            "aftersales.webhooksjd",
+            "other.jd",
+        ] {
+            assert!(
+                matches!(platform_of_subject(p, bad), Err(Unusable::Malformed { .. })),
+                "{bad}"
+            );
         }
     }
 }

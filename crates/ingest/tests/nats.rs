@@ -211,6 +211,37 @@ async fn every_platform_drives_its_tickets_through_nats() {
     run.stop().await;
 }
 
+/// A webhook on a partition subject (`aftersales.webhooks.<platform>.<partition>`) is
+/// taken like one on the platform's subject; a subject with more tokens is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_on_partition_subjects_are_taken() {
+    let server = NatsServer::start();
+    let run = start(config(&server)).await;
+    let js = publisher(&server).await;
+    let created = tmc("RefundCreated", 1, 77, "refund_bill", "2026-11-20 10:00:00");
+    let agreed = tmc(
+        "RefundSellerAgreeAgreement",
+        2,
+        77,
+        "refund_bill",
+        "2026-11-20 11:00:00",
+    );
+    publish(&js, "tmall.5", created).await;
+    publish(&js, "tmall.5", agreed).await;
+    publish(
+        &js,
+        "tmall.5.extra",
+        tmc("RefundCreated", 3, 78, "refund_bill", "2026-11-20 10:00:00"),
+    )
+    .await;
+    settled(&run.stats, 3).await;
+    // Opened, then approved and refunded at once (a refund with the goods staying).
+    assert_eq!(run.state("tmall:77"), Some(State::Completed));
+    assert_eq!(run.events("tmall:78"), 0);
+    assert_eq!(run.stats.dead_lettered.load(Ordering::Relaxed), 1);
+    run.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_delivered_three_times_is_stored_once() {
     let server = NatsServer::start();
