@@ -259,8 +259,9 @@ async fn a_store_without_a_cursor_starts_at_its_head_and_alerts_survive_a_broker
     assert_eq!(read_cursor(&cursor_path(store.path())).unwrap(), Some(3));
 }
 
-/// Stopped in the middle of a page of alerts: it returns cleanly with its cursor at the
-/// last alert the broker took (the stop future is not polled again once it completed).
+/// Stopped in the middle of a page of alerts: it returns cleanly, with its cursor no
+/// further than what the broker took (the stop future is not polled again once it
+/// completed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_stopped_mid_page_returns_cleanly_with_its_cursor_saved() {
     let server = NatsServer::start();
@@ -284,10 +285,14 @@ async fn a_publisher_stopped_mid_page_returns_cleanly_with_its_cursor_saved() {
         .expect("the publisher stops");
     assert!(published < 400, "stopped after everything: {published}");
     let cursor = read_cursor(&cursor_path(store.path())).unwrap().unwrap();
-    // Each ticket is two records (opened, expired): the cursor is at the last published
-    // expiry, or at the opening after it (not an alert, passed over).
+    // Each ticket is two records (opened, expired): every alert up to the cursor is stored
+    // by the broker (the cursor never runs ahead of the acks); pipelined publishes whose
+    // acks were not awaited may be stored too, and are dropped as duplicates next time.
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let mut stream = js.get_stream("AFTERSALES_ALERTS").await.unwrap();
+    let stored = stream.info().await.unwrap().state.messages;
     assert!(
-        [2 * published, 2 * published + 1].contains(&cursor),
-        "cursor {cursor} after {published} published"
+        cursor / 2 <= stored && published <= stored && stored < 400,
+        "cursor {cursor}, {stored} stored, {published} published"
     );
 }

@@ -1,0 +1,293 @@
+//! An outbox over the event log: what a [`Select`] picks from each record is published to
+//! a NATS JetStream stream (created if missing), in log order, from a cursor kept in a file
+//! beside the store. The alerts (`AFTERSALES_ALERTS`) and the committed events
+//! (`AFTERSALES_EVENTS`) are two selections of it.
+//!
+//! Once each: a message's `Nats-Msg-Id` is given by the selection (an event id), a page is
+//! published pipelined and the cursor moves only past records whose messages the broker
+//! acknowledged, in order. A crash between the ack and the cursor write, or a failure in
+//! the middle of a page, republishes messages the broker drops as duplicates (within the
+//! stream's duplicate window).
+//!
+//! This crate must never publish anything that is not in the log, skip a record, or move
+//! the cursor past a message the broker has not stored.
+
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_store::{Position, RecordedEvent, Store};
+use async_nats::header::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+
+/// How many log records one read takes, and so how many publishes are in flight at most.
+const PAGE: usize = 256;
+
+/// Where and how an outbox publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// The stream (created if missing), and the subjects it holds (`<prefix>.>`).
+    pub stream: String,
+    pub subject_prefix: String,
+    /// How long the broker drops a republished message as a duplicate.
+    pub duplicate_window_secs: u64,
+    /// How often the log is looked at when there is nothing new.
+    pub poll_millis: u64,
+    /// Where an outbox without a cursor file starts.
+    pub start: Start,
+}
+
+/// Where an outbox without a cursor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At the log's head: only what happens from now on (alerts).
+    Head,
+    /// At the first record: the whole log (the events stream).
+    Beginning,
+}
+
+/// One message to publish for a record.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The subject's tail after the prefix, e.g. `jd` or `jd.7`.
+    pub subject: String,
+    /// The broker drops a second message with the same id.
+    pub msg_id: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+    /// Logged at info once the broker stored it (ids, kinds and times only: never
+    /// personal data); `None` logs at debug.
+    pub note: Option<String>,
+}
+
+/// Picks what a record publishes: nothing, or one message.
+pub trait Select: Send + Sync + 'static {
+    fn select(&self, record: &RecordedEvent) -> Option<Outgoing>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("the outbox cursor {}: {source}", path.display())]
+    Cursor {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the outbox cursor {} holds {text:?}, not a log position", path.display())]
+    BadCursor { path: PathBuf, text: String },
+    #[error("reading the log for the outbox: {0}")]
+    Store(#[from] aftersales_store::StoreError),
+}
+
+/// What an outbox did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct OutboxStats {
+    pub published: AtomicU64,
+    pub failures: AtomicU64,
+    /// The last log position handled (published, or nothing to publish).
+    pub cursor: AtomicU64,
+}
+
+/// Reads a cursor; `None` if there is none yet.
+pub fn read_cursor(path: &Path) -> Result<Option<Position>, OutboxError> {
+    match fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| OutboxError::BadCursor {
+                path: path.to_owned(),
+                text: text.chars().take(40).collect(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(OutboxError::Cursor {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes a cursor atomically (temporary file, fsync, rename).
+pub fn write_cursor(path: &Path, position: Position) -> Result<(), OutboxError> {
+    let io = |source| OutboxError::Cursor {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, format!("{position}\n")).map_err(io)?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// Publishes a selection of the log; see the crate docs.
+pub struct Outbox<S> {
+    store: Arc<Store>,
+    cursor: PathBuf,
+    cfg: OutboxConfig,
+    select: S,
+    stats: Arc<OutboxStats>,
+}
+
+impl<S: Select> Outbox<S> {
+    pub fn new(store: Arc<Store>, cursor: PathBuf, cfg: OutboxConfig, select: S) -> Self {
+        Outbox {
+            store,
+            cursor,
+            cfg,
+            select,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<OutboxStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `stop` completes. Broker failures are retried (with a pause) for ever: a
+    /// record is never skipped. A cursor that cannot be saved (a full disk) is logged and
+    /// written again next time: it only means republishing what the broker drops.
+    pub async fn run(
+        self,
+        client: async_nats::Client,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), OutboxError> {
+        tokio::pin!(stop);
+        let js = jetstream::new(client);
+        let stream = self.cfg.stream.as_str();
+        let mut position = match read_cursor(&self.cursor)? {
+            Some(p) => p,
+            None => {
+                let start = match self.cfg.start {
+                    Start::Head => self.store.head_position(),
+                    Start::Beginning => 0,
+                };
+                write_cursor(&self.cursor, start)?;
+                tracing::info!(stream, position = start, "outbox starts");
+                start
+            }
+        };
+        self.stats.cursor.store(position, Ordering::Relaxed);
+        let poll = Duration::from_millis(self.cfg.poll_millis.max(1));
+        let mut ready = false;
+        loop {
+            if !ready {
+                ready = self.ensure_stream(&js).await;
+            }
+            let page = if ready {
+                let store = self.store.clone();
+                let from = position + 1;
+                tokio::task::spawn_blocking(move || store.read_all(from, PAGE))
+                    .await
+                    .expect("reading the log does not panic")?
+            } else {
+                Vec::new()
+            };
+            if page.is_empty() {
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tokio::time::sleep(poll) => continue,
+                }
+            }
+            // `stop` is done once it has completed: it must not be polled again.
+            let (done, stopping) = tokio::select! {
+                _ = &mut stop => (None, true),
+                done = self.publish_page(&js, &page) => (Some(done), false),
+            };
+            if let Some((handled, complete)) = done {
+                if handled > position {
+                    position = handled;
+                    match write_cursor(&self.cursor, position) {
+                        Ok(()) => self.stats.cursor.store(position, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!(stream, error = %e, "the outbox cursor was not saved")
+                        }
+                    }
+                }
+                ready = complete;
+            }
+            if stopping {
+                return Ok(());
+            }
+            if !ready {
+                // The broker refused or is gone: pause before trying the same records again.
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tokio::time::sleep(poll * 5) => {}
+                }
+            }
+        }
+    }
+
+    async fn ensure_stream(&self, js: &jetstream::Context) -> bool {
+        let config = stream::Config {
+            name: self.cfg.stream.clone(),
+            subjects: vec![format!("{}.>", self.cfg.subject_prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(self.cfg.duplicate_window_secs),
+            ..Default::default()
+        };
+        match js.get_or_create_stream(config).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stream = %self.cfg.stream, error = %e, "the outbox stream is not available yet");
+                false
+            }
+        }
+    }
+
+    /// Publishes a page pipelined and awaits the acks in order. Returns the last position
+    /// handled in order and whether the whole page was.
+    async fn publish_page(
+        &self,
+        js: &jetstream::Context,
+        page: &[RecordedEvent],
+    ) -> (Position, bool) {
+        let stream = self.cfg.stream.as_str();
+        let mut sent = Vec::with_capacity(page.len());
+        let mut complete = true;
+        for record in page {
+            let Some(out) = self.select.select(record) else {
+                sent.push((record.position, None));
+                continue;
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", out.msg_id.as_str());
+            for (name, value) in &out.headers {
+                headers.insert(*name, value.as_str());
+            }
+            let subject = format!("{}.{}", self.cfg.subject_prefix, out.subject);
+            match js.publish_with_headers(subject, headers, out.body).await {
+                Ok(ack) => sent.push((record.position, Some((ack, out.note)))),
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stream, position = record.position, error = %e, "publishing failed; retrying");
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let mut handled = page[0].position - 1;
+        for (position, ack) in sent {
+            if let Some((ack, note)) = ack {
+                if let Err(e) = ack.await {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stream, position, error = %e, "the broker did not store a message; retrying");
+                    return (handled, false);
+                }
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
+                match note {
+                    Some(note) => tracing::info!(stream, position, "{note}"),
+                    None => tracing::debug!(stream, position, "published"),
+                }
+            }
+            handled = position;
+        }
+        (handled, complete)
+    }
+}
