@@ -8,7 +8,8 @@
 //! After every fault: every message the service acknowledged (the consumer's ack floor) is
 //! in the store exactly once, nothing in the log is there twice, and the chain verifies. At
 //! the end the read models the service saved equal those `aftersales replay` rebuilds from
-//! the log. Needs `nats-server`; the disk-full test needs to mount a tmpfs (root).
+//! the log, and the events stream (`AFTERSALES_EVENTS`) holds every record of the log once,
+//! in order. Needs `nats-server`; the disk-full test needs to mount a tmpfs (root).
 //!
 //! Quick form (CI): 6 kill rounds. Long form: `FAULT_ROUNDS=50 cargo test --release -p
 //! aftersales --test faults -- --nocapture`; `FAULT_SEED` replays a run's kill moments.
@@ -404,6 +405,68 @@ fn assert_read_models_equal_a_replay(data: &Path) {
     );
 }
 
+/// `GET /metrics` value of `name`, if serve answers.
+fn metric(port: u16, name: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// One more run of `serve` until its outbox has published the whole log and the log stops
+/// growing (the last firings), then a clean stop; then `AFTERSALES_EVENTS` must be the log:
+/// message n is record n (its id, position, payload), nothing missing, nothing twice.
+fn assert_events_stream_is_the_log(
+    rt: &tokio::runtime::Runtime,
+    js: &jetstream::Context,
+    serve: Serve,
+    port: u16,
+    data: &Path,
+) {
+    let mut quiet = 0;
+    let mut last = None;
+    wait_until(120, "the events outbox to publish the whole log", || {
+        let lag = metric(port, "aftersales_events_lag_events");
+        let published = metric(port, "aftersales_events_published_total");
+        quiet = if lag == Some(0) && published == last {
+            quiet + 1
+        } else {
+            0
+        };
+        last = published;
+        std::thread::sleep(Duration::from_millis(100));
+        quiet >= 5
+    });
+    serve.terminate("the events run");
+    let store = Store::open(data, StoreConfig::new(Arc::new(SystemClock))).unwrap();
+    let head = store.head_position();
+    rt.block_on(async {
+        let mut stream = js.get_stream("AFTERSALES_EVENTS").await.unwrap();
+        let held = stream.info().await.unwrap().state.messages;
+        assert_eq!(
+            held, head,
+            "the events stream holds {held} of {head} events"
+        );
+        for record in store.iter_all(1) {
+            let record = record.unwrap();
+            let message = stream.get_raw_message(record.position).await.unwrap();
+            let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
+            assert_eq!(header("Nats-Msg-Id"), Some(record.id.to_string()));
+            assert_eq!(
+                header("Aftersales-Position"),
+                Some(record.position.to_string())
+            );
+            assert_eq!(message.payload.as_ref(), record.payload.as_slice());
+        }
+    });
+    store.close().unwrap();
+}
+
 fn wait_for_drain(rt: &tokio::runtime::Runtime, js: &jetstream::Context, published: u64) {
     wait_until(120, "every published message to be acknowledged", || {
         consumer_state(rt, js).is_some_and(|(floor, left)| floor >= published && left == 0)
@@ -434,7 +497,7 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
         let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
         // Any moment: one round in three while it opens the store and rebuilds its models,
         // the others once it is ready, while it catches up or runs at the feed's pace.
-        if rng.next() % 3 != 0 {
+        if !rng.next().is_multiple_of(3) {
             wait_until(120, "serve to be ready", || ready(port));
         }
         std::thread::sleep(rng.millis(0, 2_500));
@@ -467,6 +530,8 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
     assert_eq!(opened.len(), published, "a ticket nobody published");
     assert_eq!(dead_letters(&rt, &js), 0);
     assert_read_models_equal_a_replay(&data);
+    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+    assert_events_stream_is_the_log(&rt, &js, serve, port, &data);
     eprintln!(
         "{kills} SIGKILLs and {stops} clean stops under a feed of {published} messages \
          ({head} events) in {:.1} s",
@@ -486,7 +551,8 @@ fn nats_server_killed_and_restarted_under_the_feed_loses_and_duplicates_nothing(
         dir.path().join("serve.log"),
     );
     let feed = Feed::start(server.url(), 300);
-    let serve = Serve::start(&data, &config, &server.url(), free_port(), log);
+    let port = free_port();
+    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
     let mut floor = 0;
     for outage in 1..=3 {
         // The service is taking messages before the broker goes.
@@ -520,6 +586,9 @@ fn nats_server_killed_and_restarted_under_the_feed_loses_and_duplicates_nothing(
     );
     assert_eq!(opened.len(), published);
     assert_eq!(dead_letters(&rt, &js), 0);
+    // The events outbox went through the same outages.
+    let serve = Serve::start(&data, &config, &server.url(), port, log);
+    assert_events_stream_is_the_log(&rt, &js, serve, port, &data);
 }
 
 /// A tmpfs mounted at a temporary directory, unmounted on drop.
@@ -618,5 +687,7 @@ fn a_full_disk_stops_appends_with_a_clear_error_loses_nothing_and_recovers_with_
         "a message was blamed for the full disk"
     );
     assert_read_models_equal_a_replay(&data);
+    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+    assert_events_stream_is_the_log(&rt, &js, serve, port, &data);
     eprintln!("disk full after ack floor {floor}; {published} messages in the end");
 }

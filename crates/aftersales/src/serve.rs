@@ -12,8 +12,10 @@ use std::time::Duration;
 use aftersales_alerts::{cursor_path as alerts_cursor, Publisher, PublisherConfig};
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
+use aftersales_eventstream::{cursor_path as events_cursor, EventPublisher, EventsConfig};
 use aftersales_http::{open_is_allowed, router, Api, Tokens, WebhookSecrets};
 use aftersales_ingest::{Ingest, IngestConfig};
+use aftersales_outbox::OutboxStats;
 use aftersales_scheduler::{Scheduler, WarningWindows};
 use aftersales_store::{Store, StoreConfig};
 use aftersales_ticket::DeadlineKind;
@@ -25,8 +27,8 @@ use serde::Deserialize;
 use crate::ingest::{runtime, shutdown_signal};
 use crate::timers::rule_pack_chooser;
 
-/// The config file (TOML): `[nats]` (docs/INGEST.md), `[http]`, `[alerts]` and
-/// `[read_models]`; every key optional.
+/// The config file (TOML): `[nats]` (docs/INGEST.md), `[http]`, `[alerts]`,
+/// `[read_models]` and `[events]` (docs/PARTITIONS.md); every key optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -37,6 +39,8 @@ pub struct FileConfig {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub read_models: ReadModelsConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
 }
 
 /// `[read_models]`: how often the dashboards' read models are checkpointed while events
@@ -132,6 +136,20 @@ impl Default for HttpConfig {
     }
 }
 
+/// What runs on NATS beside the HTTP API: the ingest and the outboxes.
+struct NatsTasks {
+    stats: Arc<aftersales_ingest::Stats>,
+    task: tokio::task::JoinHandle<Result<(), aftersales_ingest::IngestError>>,
+    alerts: OutboxTask,
+    events: Option<OutboxTask>,
+}
+
+/// An outbox running on NATS (the alerts, the events stream).
+struct OutboxTask {
+    stats: Arc<OutboxStats>,
+    task: tokio::task::JoinHandle<Result<(), aftersales_outbox::OutboxError>>,
+}
+
 /// How often `serve` checks that its store can still write.
 const STORE_WATCH: Duration = Duration::from_millis(250);
 
@@ -155,6 +173,8 @@ pub fn load(file: Option<&Path>) -> Result<FileConfig> {
     file.alerts
         .windows()
         .with_context(|| format!("{} is not a valid config", path.display()))?;
+    aftersales_partition::PartitionCount::new(file.events.partitions)
+        .with_context(|| format!("{}: [events] partitions", path.display()))?;
     Ok(file)
 }
 
@@ -253,21 +273,41 @@ pub fn run(
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let ingest = match nats_cfg {
+        let nats = match nats_cfg {
             Some(cfg) => {
                 let client = cfg.connect().await?;
-                // The alerts share the connection: one login, one reconnect loop.
+                // The outboxes share the connection: one login, one reconnect loop.
                 let publisher = Publisher::new(
                     tickets.store().clone(),
                     alerts_cursor(data),
                     file.alerts.publish.clone(),
                 );
-                let alert_stats = publisher.stats();
-                let alerts = tokio::spawn(publisher.run(client.clone(), stopped(stop_rx.clone())));
+                let alerts = OutboxTask {
+                    stats: publisher.stats(),
+                    task: tokio::spawn(publisher.run(client.clone(), stopped(stop_rx.clone()))),
+                };
+                let events = if file.events.publish {
+                    let publisher = EventPublisher::new(
+                        tickets.store().clone(),
+                        events_cursor(data),
+                        &file.events,
+                    )?;
+                    Some(OutboxTask {
+                        stats: publisher.stats(),
+                        task: tokio::spawn(publisher.run(client.clone(), stopped(stop_rx.clone()))),
+                    })
+                } else {
+                    None
+                };
                 let ingest = Ingest::new(cfg, tickets.clone(), Arc::new(SystemClock));
                 let stats = ingest.stats();
                 let task = tokio::spawn(ingest.run(client, stopped(stop_rx.clone())));
-                Some((stats, task, alert_stats, alerts))
+                Some(NatsTasks {
+                    stats,
+                    task,
+                    alerts,
+                    events,
+                })
             }
             None => None,
         };
@@ -275,8 +315,11 @@ pub fn run(
         let api = Api {
             tickets: tickets.clone(),
             scheduler: Some(scheduler.clone()),
-            ingest: ingest.as_ref().map(|(s, ..)| s.clone()),
-            alerts: ingest.as_ref().map(|(_, _, a, _)| a.clone()),
+            ingest: nats.as_ref().map(|n| n.stats.clone()),
+            alerts: nats.as_ref().map(|n| n.alerts.stats.clone()),
+            events: nats
+                .as_ref()
+                .and_then(|n| n.events.as_ref().map(|e| e.stats.clone())),
             tokens,
             ready: ready.clone(),
             max_body_bytes: file.http.max_body_bytes,
@@ -301,7 +344,7 @@ pub fn run(
             "serving http://{} (store {}{}); SIGTERM or Ctrl-C stops",
             listener.local_addr()?,
             data.display(),
-            if ingest.is_some() {
+            if nats.is_some() {
                 ", NATS ingest on"
             } else {
                 ""
@@ -328,9 +371,12 @@ pub fn run(
             .with_graceful_shutdown(stopped(stop_rx))
             .await
             .context("serving HTTP")?;
-        if let Some((_, task, _, alerts)) = ingest {
-            task.await.context("the ingest task")??;
-            alerts.await.context("the alert publisher")??;
+        if let Some(n) = nats {
+            n.task.await.context("the ingest task")??;
+            n.alerts.task.await.context("the alert publisher")??;
+            if let Some(events) = n.events {
+                events.task.await.context("the events publisher")??;
+            }
         }
         Ok::<_, anyhow::Error>(())
     });

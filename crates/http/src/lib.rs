@@ -61,6 +61,8 @@ pub struct Api {
     pub ingest: Option<Arc<Stats>>,
     /// The alert publisher's counters, when NATS is configured.
     pub alerts: Option<Arc<PublisherStats>>,
+    /// The events stream publisher's counters, when NATS is configured.
+    pub events: Option<Arc<PublisherStats>>,
     pub tokens: Tokens,
     /// Set once the service is up (read models built, consumers attached).
     pub ready: Arc<AtomicBool>,
@@ -77,7 +79,7 @@ pub struct Api {
 }
 
 impl Api {
-    /// An API over `tickets` alone: no scheduler, ingest, alerts or read models, no tokens
+    /// An API over `tickets` alone: no scheduler, ingest, outboxes or read models, no tokens
     /// (loopback only), ready, a 1 MiB body limit, no webhook secrets, the system clock.
     /// Set the rest with struct update syntax: `Api { tokens, ..Api::new(tickets) }`.
     pub fn new(tickets: Arc<Tickets>) -> Api {
@@ -86,6 +88,7 @@ impl Api {
             scheduler: None,
             ingest: None,
             alerts: None,
+            events: None,
             tokens: Tokens::default(),
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 1 << 20,
@@ -512,30 +515,33 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
             c(&st.last_age_ms),
         );
     }
-    if let Some(a) = &api.alerts {
+    let head = api.tickets.store().head_position();
+    let outboxes = [
+        (&api.alerts, "alerts", "Deadline warnings and expiries"),
+        (&api.events, "events", "Committed events"),
+    ];
+    for (stats, name, what) in outboxes {
+        let Some(a) = stats else { continue };
         gauge(
             &mut out,
-            "aftersales_alerts_published_total",
-            "Deadline warnings and expiries published to NATS.",
+            &format!("aftersales_{name}_published_total"),
+            &format!("{what} published to NATS."),
             "counter",
             a.published.load(Ordering::Relaxed),
         );
         gauge(
             &mut out,
-            "aftersales_alerts_failures_total",
-            "Alert publications the broker did not store (retried).",
+            &format!("aftersales_{name}_failures_total"),
+            &format!("{what}: publications the broker did not store (retried)."),
             "counter",
             a.failures.load(Ordering::Relaxed),
         );
         gauge(
             &mut out,
-            "aftersales_alerts_lag_events",
-            "Events in the log the alert publisher has not looked at yet.",
+            &format!("aftersales_{name}_lag_events"),
+            &format!("Events in the log the {name} publisher has not handled yet."),
             "gauge",
-            api.tickets
-                .store()
-                .head_position()
-                .saturating_sub(a.cursor.load(Ordering::Relaxed)),
+            head.saturating_sub(a.cursor.load(Ordering::Relaxed)),
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -1,0 +1,181 @@
+//! The events stream against a real `nats-server -js`: every record of the log reaches
+//! `AFTERSALES_EVENTS` once, in log order, on its ticket's partition subject, with its
+//! payload unchanged, across a rewound cursor and a broker restart in the middle.
+
+#[path = "../../ingest/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_app::{Submission, Tickets};
+use aftersales_clock::SystemClock;
+use aftersales_eventstream::{cursor_path, EventPublisher, EventsConfig};
+use aftersales_outbox::{read_cursor, write_cursor};
+use aftersales_partition::{partition_of, PartitionCount};
+use aftersales_store::{Store, StoreConfig};
+use aftersales_ticket::*;
+use async_nats::jetstream;
+use support::NatsServer;
+
+fn open(tickets: &Tickets, ticket: &str) {
+    let (platform, number) = ticket.split_once(':').unwrap();
+    let new = NewTicket {
+        id: TicketId::parse(ticket).unwrap(),
+        platform: platform.parse().unwrap(),
+        platform_ticket_id: PlatformTicketId::parse(number).unwrap(),
+        order_id: OrderId::parse(&format!("O-{number}")).unwrap(),
+        order_line_id: OrderLineId::parse(&format!("O-{number}-1")).unwrap(),
+        sku: None,
+        amount_paid: Money::from_cents(10_000),
+        refund_requested: None,
+        customer_id: None,
+        service_type: ServiceType::ReturnRefund,
+        reason: Reason::QualityProblem,
+        signed_for_at: None,
+        order_shipped: Some(true),
+    };
+    submit(
+        tickets,
+        ticket,
+        Command::Open {
+            ticket: Box::new(new),
+        },
+        "open",
+    );
+}
+
+fn submit(tickets: &Tickets, ticket: &str, command: Command, key: &str) {
+    tickets
+        .handle(Submission {
+            ticket_id: TicketId::parse(ticket).unwrap(),
+            command,
+            at: chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00+08:00").unwrap(),
+            actor: Actor::Merchant,
+            idempotency_key: Some(format!("{key}/{ticket}")),
+            causation_id: None,
+        })
+        .unwrap();
+}
+
+/// Opens `n` tickets from `from` across three platforms, approving every other one.
+fn add_tickets(tickets: &Tickets, from: usize, n: usize) {
+    for i in from..from + n {
+        let ticket = format!("{}:{}", ["jd", "pdd", "tmall"][i % 3], 5_000 + i);
+        open(tickets, &ticket);
+        if i % 2 == 0 {
+            let approve = Command::Approve {
+                return_method: ReturnMethod::CustomerShips,
+            };
+            submit(tickets, &ticket, approve, "approve");
+        }
+    }
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), aftersales_outbox::OutboxError>>,
+}
+
+fn start(store: &Arc<Store>, client: async_nats::Client, cfg: &EventsConfig) -> Running {
+    let publisher = EventPublisher::new(store.clone(), cursor_path(store.path()), cfg).unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(publisher.run(client, async {
+        let _ = rx.await;
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn messages(js: &jetstream::Context) -> u64 {
+    match js.get_stream("AFTERSALES_EVENTS").await {
+        Ok(mut s) => s.info().await.map_or(0, |i| i.state.messages),
+        Err(_) => 0,
+    }
+}
+
+async fn wait_for(js: &jetstream::Context, want: u64) {
+    for _ in 0..1_000 {
+        if messages(js).await >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the stream holds {} of {want} events", messages(js).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_event_is_published_once_in_order_on_its_partition() {
+    let mut server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap());
+    let tickets = Tickets::new(store.clone()).unwrap();
+    add_tickets(&tickets, 0, 60);
+    let cfg = EventsConfig {
+        partitions: 8,
+        poll_millis: 10,
+        ..EventsConfig::default()
+    };
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(server.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(client.clone());
+
+    // No cursor: from the first record.
+    let running = start(&store, client.clone(), &cfg);
+    wait_for(&js, store.head_position()).await;
+    running.stop().await;
+    assert_eq!(
+        read_cursor(&cursor_path(store.path())).unwrap(),
+        Some(store.head_position())
+    );
+
+    // A crash before the cursor was written: everything again; the broker keeps one each.
+    write_cursor(&cursor_path(store.path()), 0).unwrap();
+    let running = start(&store, client.clone(), &cfg);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // More events while the broker goes away and comes back.
+    add_tickets(&tickets, 60, 150);
+    server.kill();
+    add_tickets(&tickets, 210, 30);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    wait_for(&js, store.head_position()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    let head = store.head_position();
+    assert_eq!(messages(&js).await, head, "an event is missing or twice");
+
+    // Message n of the stream is record n of the log, on its partition, unchanged.
+    let stream = js.get_stream("AFTERSALES_EVENTS").await.unwrap();
+    let count = PartitionCount::new(8).unwrap();
+    let records = store.read_all(1, head as usize).unwrap();
+    for record in &records {
+        let message = stream.get_raw_message(record.position).await.unwrap();
+        let ticket = TicketId::parse(record.stream.as_str()).unwrap();
+        let platform = ticket.as_str().split_once(':').unwrap().0;
+        assert_eq!(
+            message.subject.as_str(),
+            format!(
+                "aftersales.events.{platform}.{}",
+                partition_of(&ticket, count)
+            )
+        );
+        assert_eq!(message.payload.as_ref(), record.payload.as_slice());
+        let header = |name: &str| message.headers.get(name).unwrap().as_str().to_owned();
+        assert_eq!(header("Nats-Msg-Id"), record.id.to_string());
+        assert_eq!(header("Aftersales-Position"), record.position.to_string());
+        assert_eq!(header("Aftersales-Version"), record.version.to_string());
+        assert_eq!(header("Aftersales-Event"), record.event_type);
+        let envelope = aftersales_schema::decode(&message.payload).unwrap();
+        assert_eq!(envelope.ticket_id, ticket, "a consumer decodes the payload");
+    }
+}
