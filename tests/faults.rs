@@ -473,6 +473,35 @@ fn wait_for_drain(rt: &tokio::runtime::Runtime, js: &jetstream::Context, publish
     });
 }
 
+/// One test's broker, runtime, directories and port; the store in `store_in` if given.
+struct Rig {
+    server: NatsServer,
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    port: u16,
+}
+
+fn rig(store_in: Option<&Path>) -> Rig {
+    let server = NatsServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let js = broker(&rt, &server.url());
+    let dir = tempfile::tempdir().unwrap();
+    Rig {
+        data: store_in.unwrap_or(dir.path()).join("store"),
+        config: config(dir.path()),
+        log: dir.path().join("serve.log"),
+        port: free_port(),
+        server,
+        rt,
+        js,
+        dir,
+    }
+}
+
 #[test]
 fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_once() {
     let rounds: usize = std::env::var("FAULT_ROUNDS")
@@ -480,16 +509,16 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
     let mut rng = XorShift(seed());
-    let server = NatsServer::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let js = broker(&rt, &server.url());
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config, log) = (
-        dir.path().join("store"),
-        config(dir.path()),
-        dir.path().join("serve.log"),
-    );
-    let port = free_port();
+    let Rig {
+        server,
+        rt,
+        js,
+        dir: _dir,
+        data,
+        config,
+        log,
+        port,
+    } = rig(None);
     let feed = Feed::start(server.url(), 300);
     let started = Instant::now();
     let (mut kills, mut stops) = (0, 0);
@@ -541,17 +570,17 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
 
 #[test]
 fn nats_server_killed_and_restarted_under_the_feed_loses_and_duplicates_nothing() {
-    let mut server = NatsServer::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let js = broker(&rt, &server.url());
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config, log) = (
-        dir.path().join("store"),
-        config(dir.path()),
-        dir.path().join("serve.log"),
-    );
+    let Rig {
+        mut server,
+        rt,
+        js,
+        dir: _dir,
+        data,
+        config,
+        log,
+        port,
+    } = rig(None);
     let feed = Feed::start(server.url(), 300);
-    let port = free_port();
     let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
     let mut floor = 0;
     for outage in 1..=3 {
@@ -635,16 +664,16 @@ fn a_full_disk_stops_appends_with_a_clear_error_loses_nothing_and_recovers_with_
             return;
         }
     };
-    let server = NatsServer::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let js = broker(&rt, &server.url());
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config, log) = (
-        disk.0.path().join("store"),
-        config(dir.path()),
-        dir.path().join("serve.log"),
-    );
-    let port = free_port();
+    let Rig {
+        server,
+        rt,
+        js,
+        dir: _dir,
+        data,
+        config,
+        log,
+        port,
+    } = rig(Some(disk.0.path()));
     let feed = Feed::start(server.url(), 500);
     // The disk fills: the store refuses appends and the service stops by itself, saying so.
     let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
