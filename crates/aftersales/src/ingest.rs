@@ -117,7 +117,7 @@ pub fn replay(cfg: IngestConfig, seqs: &[u64]) -> Result<ExitCode> {
 }
 
 /// A `nats-server -js` of the benchmark's own, on a free loopback port.
-struct OwnServer {
+pub(crate) struct OwnServer {
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -129,7 +129,7 @@ impl Drop for OwnServer {
     }
 }
 
-fn own_server() -> Result<(OwnServer, String)> {
+pub(crate) fn own_server() -> Result<(OwnServer, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

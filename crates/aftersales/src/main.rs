@@ -5,6 +5,7 @@ mod audit;
 mod demo;
 mod ingest;
 mod inspect;
+mod load;
 mod serve;
 mod timers;
 
@@ -239,6 +240,33 @@ enum Bench {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The service (`serve`, a child process) fed from NATS at a fixed rate for a bounded
+    /// time: publish -> ack p50/p99/max per interval, its RSS over time, next to a raw
+    /// JetStream consume + ack; exits 1 if p99 >= 100 ms, a message is left unacked or
+    /// dead-lettered, the feed fell behind, or (full form) memory grew.
+    Load {
+        /// About 30 s (25 s of feed, 5 s warm-up), as CI runs it.
+        #[arg(long)]
+        quick: bool,
+        /// Seconds of feed (default: 600; 25 with --quick).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Messages per second (default: 1000).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Tickets in the pool the feed cycles over (default: 10,000).
+        #[arg(long)]
+        tickets: Option<usize>,
+        /// Seconds not counted in the latency and memory verdicts (default: 60; 5 with --quick).
+        #[arg(long)]
+        warmup: Option<u64>,
+        /// Use this NATS server, with streams of its own (default: start a nats-server of its own).
+        #[arg(long)]
+        nats: Option<String>,
+        /// Where to put the service's store, config and log (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -322,6 +350,26 @@ fn main() -> ExitCode {
                     dir,
                 },
         } => serve::bench_api(quick, tickets, clients, seconds, dir),
+        Cmd::Bench {
+            what:
+                Bench::Load {
+                    quick,
+                    seconds,
+                    rate,
+                    tickets,
+                    warmup,
+                    nats,
+                    dir,
+                },
+        } => load::run(load::LoadOptions {
+            quick,
+            seconds,
+            rate,
+            tickets,
+            nats,
+            dir,
+            warmup,
+        }),
     };
     match result {
         Ok(code) => code,
