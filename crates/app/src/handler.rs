@@ -1,6 +1,7 @@
 //! Handling one command: dedup, load, decide, append, retry.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -29,6 +30,12 @@ const MAX_ATTEMPTS: u32 = 10;
 /// waste decisions and flushes on version conflicts. Tickets share a lock by hash, so
 /// distinct tickets still append concurrently and share group commits.
 const LOCK_STRIPES: usize = 256;
+
+/// How many tickets' folded state is kept between commands. Without it every command
+/// re-read and re-folded its ticket's whole stream, so a ticket's commands cost grew with
+/// its history (RELIABILITY.md, "Load test"). Cleared whole when full: simple and bounded
+/// (about 1 KB a ticket); a ticket not in it is folded from its stream as before.
+const CACHED_TICKETS: usize = 50_000;
 
 /// The namespace of derived event ids (fixed for ever: changing it breaks deduplication).
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_7a1e_2b8d_4c3a_9e61_d2f4_a8b0_c917);
@@ -111,6 +118,10 @@ pub struct Tickets {
     order_lines: RwLock<OrderLineIndex>,
     stripes: Vec<Mutex<()>>,
     rule_packs: Option<RulePackChooser>,
+    /// A ticket's state folded up to a stream version. Only a prefix of the stream: the
+    /// events after it are read and folded on top, so an append made around this handler
+    /// is never missed.
+    folded: Mutex<HashMap<TicketId, (Version, Ticket)>>,
 }
 
 impl Tickets {
@@ -126,6 +137,7 @@ impl Tickets {
             order_lines: RwLock::new(index),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             rule_packs: None,
+            folded: Mutex::default(),
         })
     }
 
@@ -174,10 +186,13 @@ impl Tickets {
                     return Ok(Handled::Duplicate { events });
                 }
             }
-            let history = self.store.read_stream(&stream, 1, usize::MAX)?;
-            let version = history.last().map_or(0, |r| r.version);
-            let mut ticket = Ticket::default();
-            for record in history {
+            let (mut version, mut ticket) = self
+                .lock_folded()
+                .get(&s.ticket_id)
+                .cloned()
+                .unwrap_or_default();
+            for record in self.store.read_stream(&stream, version + 1, usize::MAX)? {
+                version = record.version;
                 ticket = evolve(ticket, &read(record)?.envelope.event);
             }
             let ctx = self.context(&s);
@@ -228,6 +243,13 @@ impl Tickets {
                     if result.deduplicated {
                         return Ok(Handled::Duplicate { events: stored });
                     }
+                    if let Some(last) = stored.last() {
+                        let mut folded = self.lock_folded();
+                        if folded.len() >= CACHED_TICKETS {
+                            folded.clear();
+                        }
+                        folded.insert(s.ticket_id.clone(), (last.version, ticket.clone()));
+                    }
                     return Ok(Handled::Applied {
                         ticket,
                         events: stored,
@@ -239,6 +261,11 @@ impl Tickets {
             }
         }
         Err(HandleError::Contention(s.ticket_id))
+    }
+
+    fn lock_folded(&self) -> std::sync::MutexGuard<'_, HashMap<TicketId, (Version, Ticket)>> {
+        // Entries are replaced whole; a panic elsewhere cannot leave one half-written.
+        self.folded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn context(&self, s: &Submission) -> Context {

@@ -298,3 +298,49 @@ fn a_new_ticket_records_the_rule_pack_chosen_for_its_platform() {
         Some("jd@2024")
     );
 }
+
+/// The handler keeps each ticket folded between commands; what another handler (another
+/// process) appended in between is read and folded on top, never missed.
+#[test]
+fn a_handlers_folded_ticket_takes_in_what_others_appended_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), &clock());
+    let a = Tickets::new(Arc::clone(&store)).unwrap();
+    let b = Tickets::new(store).unwrap();
+    a.handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m0")))
+        .unwrap();
+    let note = || Command::Annotate {
+        note: Note::parse("n").unwrap(),
+    };
+    for round in 0..3 {
+        a.handle(submit("jd:1", note(), Some(&format!("a{round}"))))
+            .unwrap();
+        for j in 0..4 {
+            b.handle(submit("jd:1", note(), Some(&format!("b{round}-{j}"))))
+                .unwrap();
+        }
+    }
+    let Handled::Applied { ticket, events } =
+        a.handle(submit("jd:1", note(), Some("last"))).unwrap()
+    else {
+        panic!("applied")
+    };
+    assert_eq!(
+        events[0].version,
+        1 + 3 * 5 + 1,
+        "appended at the stream's end"
+    );
+    assert_eq!(
+        ticket,
+        b.load(&id("jd:1")).unwrap(),
+        "the same as a fresh fold"
+    );
+    let Ticket::Open(data) = ticket else { panic!() };
+    assert_eq!(data.annotations, 16);
+    // A state change made by b decides a's next command: the refund b made is final.
+    b.handle(submit("jd:1", refund(), Some("refund"))).unwrap();
+    assert!(matches!(
+        a.handle(submit("jd:1", refund(), Some("refund-again"))),
+        Err(HandleError::Rejected { .. })
+    ));
+}
