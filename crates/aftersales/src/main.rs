@@ -242,8 +242,8 @@ enum Bench {
     },
     /// The service (`serve`, a child process) fed from NATS at a fixed rate for a bounded
     /// time: publish -> ack p50/p99/max per interval, its RSS over time, next to a raw
-    /// JetStream consume + ack; exits 1 if p99 >= 100 ms, a message is left unacked or
-    /// dead-lettered, the feed fell behind, or (full form) memory grew.
+    /// JetStream consume + ack; exits 1 if a message is left unacked or dead-lettered, the
+    /// feed fell behind, or (full form) p99 >= 100 ms or memory grew.
     Load {
         /// About 30 s (25 s of feed, 5 s warm-up), as CI runs it.
         #[arg(long)]
