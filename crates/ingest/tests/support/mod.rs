@@ -23,18 +23,13 @@ impl NatsServer {
 
     /// With extra server arguments (e.g. `--user u --pass p`).
     pub fn start_with(args: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut server = NatsServer {
-            port,
+            port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
             args: args.iter().map(|a| a.to_string()).collect(),
         };
-        server.spawn();
+        server.spawn(true);
         server
     }
 
@@ -46,8 +41,9 @@ impl NatsServer {
         self.dir.path().to_path_buf()
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new("nats-server")
+    /// Starts the server; `may_move`: on another port if this one turns out taken.
+    fn spawn(&mut self, may_move: bool) {
+        let mut child = Command::new("nats-server")
             .args([
                 "-js",
                 "-a",
@@ -62,12 +58,24 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server must be installed (apt-get install -y nats-server)");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The port was free when picked, but another test's server may have taken it since:
+        // then ours exited, and the port answering is theirs.
+        std::thread::sleep(Duration::from_millis(100));
+        if child.try_wait().ok().flatten().is_some() {
+            assert!(
+                may_move,
+                "nats-server could not start again on port {}",
+                self.port
+            );
+            self.port = free_port();
+            return self.spawn(true);
+        }
+        self.child = Some(child);
     }
 
     /// SIGKILL: the server gets no chance to flush or say goodbye.
@@ -81,8 +89,16 @@ impl NatsServer {
     /// Starts again on the same port and store directory.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn(false);
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for NatsServer {
