@@ -478,11 +478,24 @@ struct Rig {
     server: NatsServer,
     rt: tokio::runtime::Runtime,
     js: jetstream::Context,
-    dir: tempfile::TempDir,
+    /// Holds the config and log until the test ends.
+    _dir: tempfile::TempDir,
     data: PathBuf,
     config: PathBuf,
     log: PathBuf,
     port: u16,
+}
+
+impl Rig {
+    fn serve(&self) -> Serve {
+        Serve::start(
+            &self.data,
+            &self.config,
+            &self.server.url(),
+            self.port,
+            self.log.clone(),
+        )
+    }
 }
 
 fn rig(store_in: Option<&Path>) -> Rig {
@@ -498,7 +511,7 @@ fn rig(store_in: Option<&Path>) -> Rig {
         server,
         rt,
         js,
-        dir,
+        _dir: dir,
     }
 }
 
@@ -509,21 +522,13 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
     let mut rng = XorShift(seed());
-    let Rig {
-        server,
-        rt,
-        js,
-        dir: _dir,
-        data,
-        config,
-        log,
-        port,
-    } = rig(None);
-    let feed = Feed::start(server.url(), 300);
+    let rig = rig(None);
+    let (rt, js, data, port) = (&rig.rt, &rig.js, &rig.data, rig.port);
+    let feed = Feed::start(rig.server.url(), 300);
     let started = Instant::now();
     let (mut kills, mut stops) = (0, 0);
     for round in 1..=rounds {
-        let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+        let serve = rig.serve();
         // Any moment: one round in three while it opens the store and rebuilds its models,
         // the others once it is ready, while it catches up or runs at the feed's pace.
         if !rng.next().is_multiple_of(3) {
@@ -538,9 +543,9 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
             serve.kill();
             kills += 1;
         }
-        let (floor, _) = consumer_state(&rt, &js).unwrap();
+        let (floor, _) = consumer_state(rt, js).unwrap();
         let what = format!("round {round}");
-        let (opened, head) = check_log(&data, &what);
+        let (opened, head) = check_log(data, &what);
         assert_stored_once(&opened, &feed.up_to(floor), &what);
         eprintln!(
             "round {round}: ack floor {floor}, {} published, {} tickets, {head} events",
@@ -549,18 +554,18 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
         );
     }
     // A last run takes everything; then a clean stop saves the read models.
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+    let serve = rig.serve();
     std::thread::sleep(Duration::from_secs(1));
     let published = feed.stop();
-    wait_for_drain(&rt, &js, published as u64);
+    wait_for_drain(rt, js, published as u64);
     serve.terminate("the last run");
-    let (opened, head) = check_log(&data, "at the end");
+    let (opened, head) = check_log(data, "at the end");
     assert_stored_once(&opened, &(0..published).collect::<Vec<_>>(), "at the end");
     assert_eq!(opened.len(), published, "a ticket nobody published");
-    assert_eq!(dead_letters(&rt, &js), 0);
-    assert_read_models_equal_a_replay(&data);
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
-    assert_events_stream_is_the_log(&rt, &js, serve, port, &data);
+    assert_eq!(dead_letters(rt, js), 0);
+    assert_read_models_equal_a_replay(data);
+    let serve = rig.serve();
+    assert_events_stream_is_the_log(rt, js, serve, port, data);
     eprintln!(
         "{kills} SIGKILLs and {stops} clean stops under a feed of {published} messages \
          ({head} events) in {:.1} s",
@@ -570,54 +575,46 @@ fn serve_killed_at_random_moments_under_a_feed_keeps_every_acknowledged_message_
 
 #[test]
 fn nats_server_killed_and_restarted_under_the_feed_loses_and_duplicates_nothing() {
-    let Rig {
-        mut server,
-        rt,
-        js,
-        dir: _dir,
-        data,
-        config,
-        log,
-        port,
-    } = rig(None);
-    let feed = Feed::start(server.url(), 300);
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+    let mut rig = rig(None);
+    let (rt, js, data, port) = (&rig.rt, &rig.js, &rig.data, rig.port);
+    let feed = Feed::start(rig.server.url(), 300);
+    let serve = rig.serve();
     let mut floor = 0;
     for outage in 1..=3 {
         // The service is taking messages before the broker goes.
         wait_until(60, "the service to acknowledge more messages", || {
-            consumer_state(&rt, &js).is_some_and(|(f, _)| f > floor + 100)
+            consumer_state(rt, js).is_some_and(|(f, _)| f > floor + 100)
         });
-        server.kill(); // SIGKILL
+        rig.server.kill(); // SIGKILL
         std::thread::sleep(Duration::from_millis(500 * outage));
-        server.restart();
+        rig.server.restart();
         // Ingest resumes by itself on the same connection.
-        let before = consumer_state(&rt, &js);
+        let before = consumer_state(rt, js);
         wait_until(60, "the ingest to resume after the broker restart", || {
-            consumer_state(&rt, &js)
+            consumer_state(rt, js)
                 .zip(before)
                 .is_some_and(|((now, _), (then, _))| now > then + 100)
         });
-        floor = consumer_state(&rt, &js).unwrap().0;
+        floor = consumer_state(rt, js).unwrap().0;
         eprintln!(
             "outage {outage}: ack floor {floor}, {} published",
             feed.count()
         );
     }
     let published = feed.stop();
-    wait_for_drain(&rt, &js, published as u64);
+    wait_for_drain(rt, js, published as u64);
     serve.terminate("the last run");
-    let (opened, _) = check_log(&data, "after three broker outages");
+    let (opened, _) = check_log(data, "after three broker outages");
     assert_stored_once(
         &opened,
         &(0..published).collect::<Vec<_>>(),
         "after the outages",
     );
     assert_eq!(opened.len(), published);
-    assert_eq!(dead_letters(&rt, &js), 0);
+    assert_eq!(dead_letters(rt, js), 0);
     // The events outbox went through the same outages.
-    let serve = Serve::start(&data, &config, &server.url(), port, log);
-    assert_events_stream_is_the_log(&rt, &js, serve, port, &data);
+    let serve = rig.serve();
+    assert_events_stream_is_the_log(rt, js, serve, port, data);
 }
 
 /// A tmpfs mounted at a temporary directory, unmounted on drop.
@@ -664,20 +661,12 @@ fn a_full_disk_stops_appends_with_a_clear_error_loses_nothing_and_recovers_with_
             return;
         }
     };
-    let Rig {
-        server,
-        rt,
-        js,
-        dir: _dir,
-        data,
-        config,
-        log,
-        port,
-    } = rig(Some(disk.0.path()));
-    let feed = Feed::start(server.url(), 500);
+    let rig = rig(Some(disk.0.path()));
+    let (rt, js, data, log, port) = (&rig.rt, &rig.js, &rig.data, &rig.log, rig.port);
+    let feed = Feed::start(rig.server.url(), 500);
     // The disk fills: the store refuses appends and the service stops by itself, saying so.
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
-    let tail = || std::fs::read_to_string(&log).unwrap_or_default();
+    let serve = rig.serve();
+    let tail = || std::fs::read_to_string(log).unwrap_or_default();
     let status = serve.exits_within(120);
     assert_eq!(status.code(), Some(75), "{}", tail());
     assert!(tail().contains("No space left on device"), "{}", tail());
@@ -686,11 +675,11 @@ fn a_full_disk_stops_appends_with_a_clear_error_loses_nothing_and_recovers_with_
         "{}",
         tail()
     );
-    let (floor, left) = consumer_state(&rt, &js).unwrap();
+    let (floor, left) = consumer_state(rt, js).unwrap();
     assert!(left > 0, "the disk filled after everything was taken");
 
     // Still full: starting again fails at once, with the reason.
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+    let serve = rig.serve();
     let status = serve.exits_within(60);
     assert!(!status.success());
     assert!(
@@ -701,22 +690,22 @@ fn a_full_disk_stops_appends_with_a_clear_error_loses_nothing_and_recovers_with_
 
     // Space comes back: what was acknowledged is there once, and the service takes the rest.
     disk.resize(256 << 20);
-    let (opened, _) = check_log(&data, "after the disk filled");
+    let (opened, _) = check_log(data, "after the disk filled");
     assert_stored_once(&opened, &feed.up_to(floor), "after the disk filled");
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
+    let serve = rig.serve();
     std::thread::sleep(Duration::from_secs(1));
     let published = feed.stop();
-    wait_for_drain(&rt, &js, published as u64);
+    wait_for_drain(rt, js, published as u64);
     serve.terminate("after space came back");
-    let (opened, _) = check_log(&data, "after space came back");
+    let (opened, _) = check_log(data, "after space came back");
     assert_stored_once(&opened, &(0..published).collect::<Vec<_>>(), "at the end");
     assert_eq!(
-        dead_letters(&rt, &js),
+        dead_letters(rt, js),
         0,
         "a message was blamed for the full disk"
     );
-    assert_read_models_equal_a_replay(&data);
-    let serve = Serve::start(&data, &config, &server.url(), port, log.clone());
-    assert_events_stream_is_the_log(&rt, &js, serve, port, &data);
+    assert_read_models_equal_a_replay(data);
+    let serve = rig.serve();
+    assert_events_stream_is_the_log(rt, js, serve, port, data);
     eprintln!("disk full after ack floor {floor}; {published} messages in the end");
 }
