@@ -141,7 +141,17 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A record given to `import` does not continue this store's log.
+    #[error(
+        "the record at position {position} cannot be imported: {reason}; nothing from it on was written"
+    )]
+    ImportDiverges {
+        position: Position,
+        reason: String,
+    },
+
     /// An index entry could not be decoded.
+
     #[error("a stored index entry is corrupt ({reason}); run verify and restore the store from a backup")]
     CorruptIndex {
         /// What is wrong with it.

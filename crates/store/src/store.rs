@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::flusher::{self, PendingState};
 use crate::keys;
 use crate::record::GENESIS_HASH;
-use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, StreamId};
+use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use crate::watermark::{self, Watermark};
 use crate::writer::{self, Queue};
 use aftersales_clock::{Clock, SystemClock};
@@ -254,6 +254,21 @@ impl Store {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         writer::append(&self.inner, stream, expected, events)
+    }
+
+    /// Copies records from another store's log (a partition's store rebuilt from the
+    /// events stream, docs/PARTITIONS.md), keeping their positions, versions, timestamps
+    /// and hashes, so the copy's chain is the original's. Records must come in log order
+    /// and start at or below this store's head + 1; those it already holds with the same
+    /// hash are skipped. Returns once the written ones are durable, with
+    /// `deduplicated = true` when there were none.
+    ///
+    /// The first record that would not continue this log (a gap, a different record
+    /// already at its position, a stream version out of turn, a hash that does not follow
+    /// from its bytes) fails the call with [`StoreError::ImportDiverges`]; the records
+    /// before it stay written.
+    pub fn import(&self, records: Vec<RecordedEvent>) -> Result<AppendResult, StoreError> {
+        writer::import(&self.inner, records)
     }
 
     /// The directory of this store.

@@ -27,7 +27,8 @@ use crate::keys;
 use crate::record::{self, RecordFields};
 use crate::store::Inner;
 use crate::types::{
-    AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, StreamId, Version,
+    AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+    Version,
     MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
 };
 
@@ -35,12 +36,20 @@ use crate::types::{
 /// this many streams (a miss costs one index read).
 const VERSION_CACHE_LIMIT: usize = 100_000;
 
-/// One queued append.
+/// One queued append or import.
 pub(crate) struct Request {
-    stream: StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
+    work: Work,
     waiter: Arc<Waiter>,
+}
+
+enum Work {
+    Append {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    },
+    /// Records copied from another store's log (see [`crate::Store::import`]).
+    Import(Vec<RecordedEvent>),
 }
 
 /// Appends waiting for the writer thread; guarded by `Inner::queue`.
@@ -59,6 +68,37 @@ pub(crate) fn append(
     events: Vec<NewEvent>,
 ) -> Result<AppendResult, StoreError> {
     validate(&events)?;
+    submit(
+        inner,
+        Work::Append {
+            stream: stream.clone(),
+            expected,
+            events,
+        },
+    )
+}
+
+/// See [`crate::Store::import`].
+pub(crate) fn import(
+    inner: &Inner,
+    records: Vec<RecordedEvent>,
+) -> Result<AppendResult, StoreError> {
+    let as_new: Vec<NewEvent> = records
+        .iter()
+        .map(|r| NewEvent::new(r.id, r.event_type.clone(), Vec::new()))
+        .collect();
+    validate(&as_new)?;
+    if let Some(r) = records.iter().find(|r| r.payload.len() > MAX_PAYLOAD_BYTES) {
+        return Err(StoreError::InvalidEvent {
+            id: r.id,
+            reason: format!("its payload is over the limit of {MAX_PAYLOAD_BYTES} bytes"),
+        });
+    }
+    submit(inner, Work::Import(records))
+}
+
+/// Queues work for the writer thread and sleeps until it is answered.
+fn submit(inner: &Inner, work: Work) -> Result<AppendResult, StoreError> {
     let waiter = Waiter::for_current_thread();
     {
         let mut q = inner.lock_queue();
@@ -66,9 +106,7 @@ pub(crate) fn append(
             return Err(stopped_error(inner));
         }
         q.requests.push_back(Request {
-            stream: stream.clone(),
-            expected,
-            events,
+            work,
             waiter: Arc::clone(&waiter),
         });
     }
@@ -76,12 +114,17 @@ pub(crate) fn append(
     waiter.wait()
 }
 
-/// Hands an outcome to its appender: at once, or after the flush that covers it.
-fn answer(inner: &Inner, waiter: &Arc<Waiter>, outcome: Result<AppendResult, StoreError>) {
-    let position = match &outcome {
-        Ok(result) => result.max_position(),
-        Err(_) => return waiter.finish(Some(outcome)),
-    };
+/// Hands an outcome to its appender: at once, or after the flush that covers
+/// `position` (for a failed import, what it wrote before the failure).
+fn answer(
+    inner: &Inner,
+    waiter: &Arc<Waiter>,
+    outcome: Result<AppendResult, StoreError>,
+    position: Position,
+) {
+    if position == 0 {
+        return waiter.finish(Some(outcome));
+    }
     let mut d = inner.lock_durable();
     if let Some(reason) = &d.failure {
         let reason = reason.clone();
@@ -238,12 +281,25 @@ impl Writer<'_> {
                     .failed
                     .clone()
                     .or_else(|| self.inner.lock_durable().failure.clone());
+                let before = self.next_position;
                 let result = match failure {
                     Some(reason) => Err(StoreError::Poisoned { reason }),
-                    None => self.write(&request),
+                    None => match &request.work {
+                        Work::Append {
+                            stream,
+                            expected,
+                            events,
+                        } => self.write(stream, *expected, events),
+                        Work::Import(records) => self.import(records),
+                    },
                 };
-                let wrote = matches!(&result, Ok(r) if !r.deduplicated);
-                answer(self.inner, &request.waiter, result);
+                let wrote = self.next_position > before;
+                let durable_at = match &result {
+                    Ok(r) => r.max_position(),
+                    Err(_) if wrote => self.next_position - 1,
+                    Err(_) => 0,
+                };
+                answer(self.inner, &request.waiter, result, durable_at);
                 let last = i + 1 == count;
                 if wrote || last {
                     let mut p = self.inner.lock_pending();
@@ -323,14 +379,12 @@ impl Writer<'_> {
     }
 
     /// Checks and writes one append.
-    fn write(&mut self, request: &Request) -> Result<AppendResult, StoreError> {
-        let Request {
-            stream,
-            expected,
-            events,
-            ..
-        } = request;
-
+    fn write(
+        &mut self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
         // Idempotency first: a redelivery must succeed whatever the stream's version is.
         let mut stored = Vec::with_capacity(events.len());
         for e in events {
@@ -382,7 +436,7 @@ impl Writer<'_> {
         if !expected.matches(actual) {
             return Err(StoreError::WrongExpectedVersion {
                 stream: stream.clone(),
-                expected: *expected,
+                expected,
                 actual,
             });
         }
@@ -406,13 +460,7 @@ impl Writer<'_> {
                 payload: &e.payload,
             });
             hash = record_hash;
-            if let Err(source) = self.insert(stream, version, position, &e.id, bytes) {
-                self.failed = Some(format!("writing an event failed: {source}"));
-                return Err(StoreError::Storage {
-                    action: "write an event",
-                    source,
-                });
-            }
+            self.insert(stream, version, position, &e.id, bytes)?;
             positions.push(EventPosition {
                 id: e.id,
                 version,
@@ -431,23 +479,114 @@ impl Writer<'_> {
         })
     }
 
+    /// Writes records that another store's log holds at the same positions, byte for
+    /// byte: each must extend this log's chain (its hash is recomputed, not trusted) and
+    /// its stream without a gap. A record this store already holds with the same hash is
+    /// skipped, so an interrupted import can simply be run again.
+    fn import(&mut self, records: &[RecordedEvent]) -> Result<AppendResult, StoreError> {
+        let mut positions = Vec::with_capacity(records.len());
+        let mut wrote = false;
+        for r in records {
+            if r.position < self.next_position {
+                let held = crate::reads::read_record_unbounded(self.inner, r.position)?;
+                if held.as_ref().map(|h| h.hash) != Some(r.hash) {
+                    return Err(StoreError::ImportDiverges {
+                        position: r.position,
+                        reason: "this store holds another record there".into(),
+                    });
+                }
+            } else {
+                if r.position != self.next_position {
+                    return Err(StoreError::ImportDiverges {
+                        position: r.position,
+                        reason: format!("the log's next position is {}", self.next_position),
+                    });
+                }
+                if self.lookup_id(&r.id)?.is_some() {
+                    return Err(StoreError::ImportDiverges {
+                        position: r.position,
+                        reason: format!("event {} is already stored elsewhere", r.id),
+                    });
+                }
+                let actual = self.current_version(&r.stream)?;
+                if r.version != actual + 1 {
+                    return Err(StoreError::ImportDiverges {
+                        position: r.position,
+                        reason: format!(
+                            "it is version {} of {} and that stream is at {actual}",
+                            r.version, r.stream
+                        ),
+                    });
+                }
+                if r.recorded_at < self.last_recorded_at {
+                    return Err(StoreError::ImportDiverges {
+                        position: r.position,
+                        reason: "it was recorded before the record ahead of it".into(),
+                    });
+                }
+                let (bytes, hash) = record::encode(&RecordFields {
+                    prev_hash: &self.last_hash,
+                    position: r.position,
+                    version: r.version,
+                    id: &r.id,
+                    recorded_at: r.recorded_at,
+                    stream: &r.stream,
+                    event_type: &r.event_type,
+                    payload: &r.payload,
+                });
+                if hash != r.hash {
+                    return Err(StoreError::ImportDiverges {
+                        position: r.position,
+                        reason: "its hash does not follow from its bytes and the chain".into(),
+                    });
+                }
+                self.insert(&r.stream, r.version, r.position, &r.id, bytes)?;
+                self.next_position += 1;
+                self.last_hash = hash;
+                self.last_recorded_at = r.recorded_at;
+                self.versions.insert(r.stream.clone(), r.version);
+                wrote = true;
+            }
+            positions.push(EventPosition {
+                id: r.id,
+                version: r.version,
+                position: r.position,
+            });
+        }
+        Ok(AppendResult {
+            stream_version: positions.last().map_or(0, |p| p.version),
+            events: positions,
+            deduplicated: !wrote,
+        })
+    }
+
     /// The record goes first: after a crash, any index entry that survived has its
-    /// record too, so the repair on open can find and remove it.
+    /// record too, so the repair on open can find and remove it. A failed insert stops
+    /// the writer: part of an append may be in sled.
     fn insert(
-        &self,
+        &mut self,
         stream: &StreamId,
         version: Version,
         position: Position,
         id: &Uuid,
         record: Vec<u8>,
-    ) -> Result<(), sled::Error> {
+    ) -> Result<(), StoreError> {
         let db = &self.inner.db;
-        db.insert(keys::log_key(position), record)?;
-        db.insert(
-            keys::stream_key(stream, version),
-            &keys::position_value(position),
-        )?;
-        db.insert(keys::id_key(id), &keys::position_value(position))?;
-        Ok(())
+        let result = db
+            .insert(keys::log_key(position), record)
+            .and_then(|_| {
+                db.insert(
+                    keys::stream_key(stream, version),
+                    &keys::position_value(position),
+                )
+            })
+            .and_then(|_| db.insert(keys::id_key(id), &keys::position_value(position)));
+        result.map(|_| ()).map_err(|source| {
+            self.failed = Some(format!("writing an event failed: {source}"));
+            StoreError::Storage {
+                action: "write an event",
+                source,
+            }
+        })
     }
 }
