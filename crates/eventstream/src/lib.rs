@@ -13,6 +13,10 @@
 //! This crate must never publish anything that is not in the log, change a payload, or
 //! skip a record (one it cannot place goes to partition 0, it is not dropped).
 
+mod rebuild;
+
+pub use rebuild::{rebuild, record_of, RebuildError, Rebuilt};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

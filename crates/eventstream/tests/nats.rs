@@ -179,3 +179,128 @@ async fn every_committed_event_is_published_once_in_order_on_its_partition() {
         assert_eq!(envelope.ticket_id, ticket, "a consumer decodes the payload");
     }
 }
+
+/// Tickets `from..from + n` of the ones that fall on `partition` of 8.
+fn tickets_on(partition: u16, from: usize, n: usize) -> Vec<String> {
+    let count = PartitionCount::new(8).unwrap();
+    (0..)
+        .map(|i| format!("{}:{}", ["jd", "pdd", "tmall"][i % 3], 7_000 + i))
+        .filter(|t| partition_of(&TicketId::parse(t).unwrap(), count).0 == partition)
+        .skip(from)
+        .take(n)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitions_store_is_rebuilt_from_the_stream_with_the_same_chain() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let open_store = |name: &str| {
+        Arc::new(
+            Store::open(
+                dir.path().join(name),
+                StoreConfig::new(Arc::new(SystemClock)),
+            )
+            .unwrap(),
+        )
+    };
+    let cfg = EventsConfig {
+        partitions: 8,
+        poll_millis: 10,
+        ..EventsConfig::default()
+    };
+    let client = async_nats::ConnectOptions::new()
+        .connect(server.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(client.clone());
+    let partition = aftersales_partition::Partition(3);
+
+    // Before anything was published there is no stream and nothing to rebuild.
+    let empty = open_store("empty");
+    let none = aftersales_eventstream::rebuild(&js, &cfg, partition, &empty, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((none.read, none.imported, none.published_head), (0, 0, 0));
+
+    // The owner of partitions 3 and 5 (a store each) publishes everything.
+    let owner3 = open_store("owner3");
+    let owner5 = open_store("owner5");
+    for (store, p) in [(&owner3, 3), (&owner5, 5)] {
+        let tickets = Tickets::new(store.clone()).unwrap();
+        for (i, t) in tickets_on(p, 0, 700).iter().enumerate() {
+            open(&tickets, t);
+            if i % 2 == 0 {
+                let approve = Command::Approve {
+                    return_method: ReturnMethod::CustomerShips,
+                };
+                submit(&tickets, t, approve, "approve");
+            }
+        }
+    }
+    let mut published = 0;
+    for store in [&owner3, &owner5] {
+        let running = start(store, client.clone(), &cfg);
+        published += store.head_position();
+        wait_for(&js, published).await;
+        running.stop().await;
+    }
+    let head = owner3.head_position();
+    assert!(head >= 1050, "700 openings and 350 approvals: {head}");
+
+    // A newcomer takes partition 3 over: an empty store becomes the owner's, byte for byte.
+    let taker = open_store("taker");
+    let mut reports = Vec::new();
+    let done = aftersales_eventstream::rebuild(&js, &cfg, partition, &taker, |n| reports.push(n))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.read, done.imported, done.published_head),
+        (head, head, head)
+    );
+    assert_eq!(reports.last(), Some(&head), "progress is reported");
+    assert!(reports.len() >= 3, "in batches: {reports:?}");
+    assert_eq!(
+        taker.read_all(1, 5000).unwrap(),
+        owner3.read_all(1, 5000).unwrap()
+    );
+    assert_eq!(taker.head_hash(), owner3.head_hash());
+    assert!(taker.verify().unwrap().is_ok());
+    let t = TicketId::parse(&tickets_on(3, 0, 1)[0]).unwrap();
+    let history = Tickets::new(taker.clone()).unwrap().history(&t).unwrap();
+    assert_eq!(history.len(), 2, "opened and approved");
+    assert_eq!(
+        history,
+        Tickets::new(owner3.clone()).unwrap().history(&t).unwrap(),
+        "the rebuilt store decides from the same history"
+    );
+
+    // The former owner comes back with a store that holds part of it: only the rest is
+    // read into it.
+    let partial = open_store("partial");
+    partial.import(owner3.read_all(1, 400).unwrap()).unwrap();
+    let done = aftersales_eventstream::rebuild(&js, &cfg, partition, &partial, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((done.read, done.imported), (head, head - 400));
+    assert_eq!(partial.head_hash(), owner3.head_hash());
+
+    // A store that wrote a record the stream does not hold (an owner's unpublished tail,
+    // replaced meanwhile by another owner's) is refused at that position.
+    let diverged = open_store("diverged");
+    diverged.import(owner3.read_all(1, 10).unwrap()).unwrap();
+    let own = Tickets::new(diverged.clone()).unwrap();
+    open(&own, &tickets_on(3, 900, 1)[0]);
+    let err = aftersales_eventstream::rebuild(&js, &cfg, partition, &diverged, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            aftersales_eventstream::RebuildError::Store(
+                aftersales_store::StoreError::ImportDiverges { position: 11, .. }
+            )
+        ),
+        "{err}"
+    );
+}

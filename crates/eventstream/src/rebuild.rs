@@ -1,0 +1,187 @@
+//! Rebuilding a partition's store from the events stream (docs/PARTITIONS.md, "Takeover").
+//!
+//! In a partitioned deployment every partition has a store of its own, and its records
+//! reach `AFTERSALES_EVENTS` in log order on `<prefix>.*.<partition>`. The messages carry
+//! every field of the record (headers) and its payload, so the store an instance takes
+//! over is brought up to date by importing them ([`Store::import`]): same positions, same
+//! timestamps, the same chain. A local store that holds a record the stream does not (the
+//! unpublished tail of an earlier owner that lost the partition meanwhile) diverges, and
+//! the caller starts from an empty store instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_partition::Partition;
+use aftersales_store::{RecordedEvent, Store, StoreError, StreamId};
+use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+
+use crate::EventsConfig;
+
+/// Records handed to one `import` call.
+const IMPORT_BATCH: usize = 512;
+
+/// Why a partition could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("reading {stream} from NATS failed: {reason}")]
+    Nats { stream: String, reason: String },
+    #[error(
+        "message {sequence} of {stream} is not a committed event ({reason}); it was not imported"
+    )]
+    BadMessage {
+        stream: String,
+        sequence: u64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Messages of the partition read from the stream.
+    pub read: u64,
+    /// Records written to the store (the rest it held already).
+    pub imported: u64,
+    /// Position of the last record the stream holds for the partition (0 if none): what
+    /// the partition's publisher may take as already published.
+    pub published_head: u64,
+}
+
+/// Brings `store` up to date with what the events stream holds for `partition`.
+/// `progress` is called after every imported batch with the messages read so far.
+pub async fn rebuild(
+    js: &jetstream::Context,
+    cfg: &EventsConfig,
+    partition: Partition,
+    store: &Arc<Store>,
+    mut progress: impl FnMut(u64),
+) -> Result<Rebuilt, RebuildError> {
+    let nats = |e: &dyn std::fmt::Display| RebuildError::Nats {
+        stream: cfg.stream.clone(),
+        reason: e.to_string(),
+    };
+    let mut done = Rebuilt {
+        read: 0,
+        imported: 0,
+        published_head: 0,
+    };
+    let stream = match js.get_stream(&cfg.stream).await {
+        Ok(stream) => stream,
+        // No stream yet: nothing was ever published, so there is nothing to rebuild.
+        Err(e)
+            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            return Ok(done)
+        }
+        Err(e) => return Err(nats(&e)),
+    };
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            filter_subject: format!("{}.*.{}", cfg.subject_prefix, partition.0),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats(&e))?;
+    let name = consumer.cached_info().name.clone();
+    if consumer.cached_info().num_pending > 0 {
+        let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        // Records below the local head are skipped unread: the store's chain ties them
+        // to the one at its head, whose hash `import` compares.
+        let local_head = store.head_position();
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        loop {
+            let message = messages
+                .next()
+                .await
+                .ok_or_else(|| nats(&"the consumer ended"))?
+                .map_err(|e| nats(&e))?;
+            let meta = message.info().map_err(|e| nats(&e))?;
+            let (sequence, pending) = (meta.stream_sequence, meta.pending);
+            let record = record_of(&message).map_err(|reason| RebuildError::BadMessage {
+                stream: cfg.stream.clone(),
+                sequence,
+                reason,
+            })?;
+            done.read += 1;
+            done.published_head = record.position;
+            if record.position >= local_head {
+                batch.push(record);
+            }
+            if batch.len() >= IMPORT_BATCH || (pending == 0 && !batch.is_empty()) {
+                done.imported += import(store, std::mem::take(&mut batch)).await?;
+                progress(done.read);
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+    }
+    // The consumer would go away by itself after `inactive_threshold`; do not wait.
+    let _ = stream.delete_consumer(&name).await;
+    Ok(done)
+}
+
+async fn import(store: &Arc<Store>, batch: Vec<RecordedEvent>) -> Result<u64, StoreError> {
+    let store = Arc::clone(store);
+    let head = store.head_position();
+    let last = batch.last().map_or(0, |r| r.position);
+    tokio::task::spawn_blocking(move || store.import(batch))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    Ok(last.saturating_sub(head))
+}
+
+/// The record a message of the events stream carries (see the crate docs for the headers).
+pub fn record_of(message: &jetstream::Message) -> Result<RecordedEvent, String> {
+    let headers = message.headers.as_ref().ok_or("it has no headers")?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.as_str())
+            .ok_or_else(|| format!("the header {name} is missing"))
+    };
+    let number = |name: &str| {
+        header(name)?
+            .parse::<u64>()
+            .map_err(|_| format!("the header {name} is not a number"))
+    };
+    let id = header("Nats-Msg-Id")?
+        .parse()
+        .map_err(|_| "the header Nats-Msg-Id is not an event id".to_string())?;
+    let stream = StreamId::new(header("Aftersales-Ticket")?)
+        .map_err(|e| format!("the header Aftersales-Ticket: {e}"))?;
+    let recorded_at = DateTime::parse_from_rfc3339(header("Aftersales-Recorded-At")?)
+        .map_err(|_| "the header Aftersales-Recorded-At is not RFC 3339".to_string())?
+        .with_timezone(&Utc);
+    let hash = parse_hash(header("Aftersales-Hash")?)
+        .ok_or("the header Aftersales-Hash is not 64 hex digits")?;
+    Ok(RecordedEvent {
+        id,
+        stream,
+        version: number("Aftersales-Version")?,
+        position: number("Aftersales-Position")?,
+        event_type: header("Aftersales-Event")?.to_owned(),
+        recorded_at,
+        payload: message.payload.to_vec(),
+        hash,
+    })
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
