@@ -162,6 +162,7 @@ pub fn import(data: &Path, platform: &str, file: &str) -> Result<ExitCode> {
             Outcome::Stored {
                 applied,
                 duplicates: d,
+                ..
             } => {
                 stored += applied as u64;
                 duplicates += d as u64;

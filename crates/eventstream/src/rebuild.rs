@@ -185,3 +185,109 @@ fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     }
     Some(out)
 }
+
+/// Follows the whole events stream (every partition) from stream sequence `from`, handing
+/// `on_batch` the records in stream order, numbered by their stream sequence, until `stop`
+/// completes. A broker restart or a lost consumer is retried from the next sequence
+/// wanted, so nothing is skipped or handed twice. A message that is not a committed event
+/// is logged and skipped. For the read models of a partitioned instance
+/// (docs/PARTITIONS.md, "Reads").
+pub async fn follow(
+    js: &jetstream::Context,
+    cfg: &EventsConfig,
+    mut from: u64,
+    mut on_batch: impl FnMut(Vec<(u64, RecordedEvent)>),
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let pause = Duration::from_millis(500);
+    loop {
+        let consumer = match follow_consumer(js, cfg, from).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(stream = %cfg.stream, error = %e, "cannot follow the events stream yet; retrying");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(stream = %cfg.stream, error = %e, "cannot follow the events stream yet; retrying");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = &mut stop => return,
+                next = messages.next() => next,
+            };
+            let mut batch = Vec::new();
+            let mut broken = false;
+            let mut take = |m: jetstream::Message, batch: &mut Vec<(u64, RecordedEvent)>| {
+                let Ok(info) = m.info() else { return };
+                let sequence = info.stream_sequence;
+                from = sequence + 1;
+                match record_of(&m) {
+                    Ok(record) => batch.push((sequence, record)),
+                    Err(reason) => {
+                        tracing::error!(stream = %cfg.stream, sequence, %reason, "not a committed event; skipped")
+                    }
+                }
+            };
+            match next {
+                Some(Ok(m)) => take(m, &mut batch),
+                _ => broken = true,
+            }
+            // Whatever else is ready goes in the same batch.
+            while !broken && batch.len() < IMPORT_BATCH {
+                match tokio::time::timeout(Duration::from_millis(1), messages.next()).await {
+                    Ok(Some(Ok(m))) => take(m, &mut batch),
+                    Ok(_) => broken = true,
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                on_batch(batch);
+            }
+            if broken {
+                // Missed heartbeats (a broker restart) or an ended pull: a new consumer
+                // from the next sequence wanted.
+                tracing::info!(stream = %cfg.stream, from, "following the events stream again");
+                break;
+            }
+        }
+    }
+}
+
+async fn follow_consumer(
+    js: &jetstream::Context,
+    cfg: &EventsConfig,
+    from: u64,
+) -> Result<consumer::PullConsumer, String> {
+    let stream = js
+        .get_stream(&cfg.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .create_consumer(consumer::pull::Config {
+            filter_subject: format!("{}.>", cfg.subject_prefix),
+            deliver_policy: if from <= 1 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                }
+            },
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

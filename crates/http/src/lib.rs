@@ -56,7 +56,7 @@ impl Tokens {
 /// What the API serves from.
 #[derive(Clone)]
 pub struct Api {
-    pub tickets: Arc<Tickets>,
+    pub tickets: TicketSource,
     pub scheduler: Option<Arc<Scheduler>>,
     pub ingest: Option<Arc<Stats>>,
     /// The alert publisher's counters, when NATS is configured.
@@ -76,6 +76,41 @@ pub struct Api {
     pub clock: Arc<dyn Clock>,
     /// Bounds and caches of the read routes; `Default` fits.
     pub reads: Arc<Reads>,
+    /// More Prometheus text appended to `/metrics` (a partitioned instance's figures).
+    pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+/// Where the ticket routes find a ticket.
+#[derive(Clone)]
+pub enum TicketSource {
+    /// One store holds every ticket.
+    One(Arc<Tickets>),
+    /// A partitioned deployment (docs/PARTITIONS.md): the ticket's partition's handler
+    /// if this instance owns it, else why not (answered 421 `partition_elsewhere`).
+    /// Webhooks come through NATS only (POST answers 421 `partitioned`).
+    Partitioned(OwnerOf),
+}
+
+/// A partitioned instance's lookup: the handler of a ticket's partition, or why not here.
+pub type OwnerOf = Arc<dyn Fn(&TicketId) -> Result<Arc<Tickets>, String> + Send + Sync>;
+
+impl Api {
+    fn tickets_for(&self, id: &TicketId) -> Result<Arc<Tickets>, ApiError> {
+        match &self.tickets {
+            TicketSource::One(t) => Ok(t.clone()),
+            TicketSource::Partitioned(owner) => owner(id).map_err(|why| {
+                ApiError::new(StatusCode::MISDIRECTED_REQUEST, "partition_elsewhere", why)
+            }),
+        }
+    }
+
+    /// The one store's head, when there is one store.
+    fn head(&self) -> Option<u64> {
+        match &self.tickets {
+            TicketSource::One(t) => Some(t.store().head_position()),
+            TicketSource::Partitioned(_) => None,
+        }
+    }
 }
 
 impl Api {
@@ -84,7 +119,7 @@ impl Api {
     /// Set the rest with struct update syntax: `Api { tokens, ..Api::new(tickets) }`.
     pub fn new(tickets: Arc<Tickets>) -> Api {
         Api {
-            tickets,
+            tickets: TicketSource::One(tickets),
             scheduler: None,
             ingest: None,
             alerts: None,
@@ -96,6 +131,7 @@ impl Api {
             views: None,
             clock: Arc::new(aftersales_clock::SystemClock),
             reads: Arc::default(),
+            extra_metrics: None,
         }
     }
 }
@@ -262,7 +298,7 @@ async fn ticket(
         )
     })?;
     let as_of = views::instant("as_of", q.as_of.as_deref())?;
-    let tickets = api.tickets.clone();
+    let tickets = api.tickets_for(&id)?;
     let key = id.clone();
     let (ticket, history) = views::blocking(&api, move || match as_of {
         Some(at) => tickets.load_as_of(&key, at),
@@ -318,7 +354,7 @@ async fn events(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = ticket_id(id)?;
-    let tickets = api.tickets.clone();
+    let tickets = api.tickets_for(&id)?;
     let key = id.clone();
     let history = views::blocking(&api, move || tickets.history(&key)).await??;
     if history.is_empty() {
@@ -369,7 +405,14 @@ async fn webhook(
             e.to_string(),
         ));
     }
-    let tickets = api.tickets.clone();
+    let TicketSource::One(tickets) = api.tickets.clone() else {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "partitioned",
+            "this deployment is partitioned: publish webhooks to NATS on \
+             aftersales.webhooks.<platform>.<partition> (docs/PARTITIONS.md)",
+        ));
+    };
     let outcome =
         tokio::task::spawn_blocking(move || aftersales_ingest::apply(&tickets, &platform, &body))
             .await
@@ -380,6 +423,7 @@ async fn webhook(
         Outcome::Stored {
             applied,
             duplicates,
+            ..
         } => Ok(Json(json!({"stored": applied, "duplicates": duplicates}))),
         Outcome::Unusable(u) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -418,13 +462,15 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     };
-    gauge(
-        &mut out,
-        "aftersales_events_stored",
-        "Events in the log (its head position).",
-        "gauge",
-        api.tickets.store().head_position(),
-    );
+    if let Some(head) = api.head() {
+        gauge(
+            &mut out,
+            "aftersales_events_stored",
+            "Events in the log (its head position).",
+            "gauge",
+            head,
+        );
+    }
     if let Some(s) = &api.scheduler {
         gauge(
             &mut out,
@@ -436,16 +482,15 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
     }
     if let Some(views) = &api.views {
         let v = views.read();
-        gauge(
-            &mut out,
-            "aftersales_read_model_lag_events",
-            "Events in the log the read models have not folded in yet.",
-            "gauge",
-            api.tickets
-                .store()
-                .head_position()
-                .saturating_sub(v.position()),
-        );
+        if let Some(head) = api.head() {
+            gauge(
+                &mut out,
+                "aftersales_read_model_lag_events",
+                "Events in the log the read models have not folded in yet.",
+                "gauge",
+                head.saturating_sub(v.position()),
+            );
+        }
         gauge(
             &mut out,
             "aftersales_tickets",
@@ -515,7 +560,7 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
             c(&st.last_age_ms),
         );
     }
-    let head = api.tickets.store().head_position();
+    let head = api.head().unwrap_or(0);
     let outboxes = [
         (&api.alerts, "alerts", "Deadline warnings and expiries"),
         (&api.events, "events", "Committed events"),
@@ -543,6 +588,9 @@ async fn metrics(Shared(api): Shared<Api>) -> impl IntoResponse {
             "gauge",
             head.saturating_sub(a.cursor.load(Ordering::Relaxed)),
         );
+    }
+    if let Some(extra) = &api.extra_metrics {
+        out.push_str(&extra());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

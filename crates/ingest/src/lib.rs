@@ -19,7 +19,7 @@ mod subscriber;
 
 pub use config::{Auth, IngestConfig, Tls};
 pub use process::{apply, apply_messages, verdict, Limits, Outcome, Reason, Verdict};
-pub use subscriber::{platform_of_subject, Ingest, Stats};
+pub use subscriber::{platform_of_subject, Ingest, PartitionDuty, Stats};
 
 /// Why the ingest could not run.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,14 @@ use aftersales_ticket::{Command, Platform, Rejection, TicketId};
 /// What applying one body did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Every command of the body is stored (now or by an earlier delivery).
-    Stored { applied: usize, duplicates: usize },
+    /// Every command of the body is stored (now or by an earlier delivery); `last` is the
+    /// highest log position among their events (what must be published before the ack
+    /// in a partitioned deployment).
+    Stored {
+        applied: usize,
+        duplicates: usize,
+        last: u64,
+    },
     /// The body can never be used as it is.
     Unusable(Unusable),
     /// A ticket refused a command. `parkable`: a later message may make it acceptable
@@ -40,7 +46,7 @@ pub fn apply(tickets: &Tickets, platform: &Platform, body: &[u8]) -> Outcome {
 
 /// Applies already translated messages (see [`apply`]).
 pub fn apply_messages(tickets: &Tickets, messages: Vec<Message>) -> Outcome {
-    let (mut applied, mut duplicates) = (0, 0);
+    let (mut applied, mut duplicates, mut last) = (0, 0, 0);
     for m in messages {
         let fallback = match &m.if_refused {
             IfRefused::Annotate(note) => Some(Command::Annotate { note: note.clone() }),
@@ -67,9 +73,16 @@ pub fn apply_messages(tickets: &Tickets, messages: Vec<Message>) -> Outcome {
                 });
             }
         }
+        let highest = |events: &[aftersales_app::Stored]| events.iter().map(|e| e.position).max();
         match result {
-            Ok(Handled::Applied { .. }) => applied += 1,
-            Ok(Handled::Duplicate { .. }) => duplicates += 1,
+            Ok(Handled::Applied { events, .. }) => {
+                applied += 1;
+                last = last.max(highest(&events).unwrap_or(0));
+            }
+            Ok(Handled::Duplicate { events }) => {
+                duplicates += 1;
+                last = last.max(highest(&events).unwrap_or(0));
+            }
             Err(HandleError::Rejected { ticket, rejection }) => {
                 let parkable = matches!(
                     rejection,
@@ -95,6 +108,7 @@ pub fn apply_messages(tickets: &Tickets, messages: Vec<Message>) -> Outcome {
     Outcome::Stored {
         applied,
         duplicates,
+        last,
     }
 }
 
@@ -216,6 +230,7 @@ mod tests {
         let stored = Outcome::Stored {
             applied: 1,
             duplicates: 0,
+            last: 1,
         };
         assert_eq!(verdict(&stored, 1, Duration::ZERO, &limits), Verdict::Ack);
         let bad = Outcome::Unusable(Unusable::NotJson {

@@ -6,13 +6,14 @@ use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aftersales_adapters::{translate, Message, Unusable};
 use aftersales_app::Tickets;
 use aftersales_clock::Clock;
+use aftersales_partition::{partition_of, Partition, PartitionCount};
 use aftersales_ticket::Platform;
 use async_nats::jetstream::{self, consumer, AckKind};
 use futures_util::StreamExt;
@@ -56,6 +57,22 @@ pub struct Ingest {
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     record_latency: bool,
+    duty: Option<PartitionDuty>,
+}
+
+/// One partition of a partitioned deployment (docs/PARTITIONS.md): the ingest consumes
+/// only `<prefix>.*.<partition>`, with a consumer of its own (`<consumer>-p<partition>`),
+/// dead-letters a ticket of another partition, and acknowledges a message only once the
+/// events stream holds its events.
+#[derive(Clone)]
+pub struct PartitionDuty {
+    pub partition: Partition,
+    pub count: PartitionCount,
+    /// The last log position the events stream has acknowledged.
+    pub published: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Set when the partition's lease is lost: from then on no message is applied or
+    /// acknowledged; those in hand are given back (nak) for the next owner.
+    pub fenced: Arc<AtomicBool>,
 }
 
 struct Job {
@@ -71,7 +88,15 @@ impl Ingest {
             clock,
             stats: Arc::default(),
             record_latency: false,
+            duty: None,
         }
+    }
+
+    /// Consumes one partition only (see [`PartitionDuty`]).
+    pub fn for_partition(mut self, duty: PartitionDuty) -> Self {
+        self.cfg.consumer = format!("{}-p{}", self.cfg.consumer, duty.partition);
+        self.duty = Some(duty);
+        self
     }
 
     /// Keeps the publish → durable-append latency of every message (for the benchmark).
@@ -104,7 +129,10 @@ impl Ingest {
                     // from our view; the workers dead-letter it themselves (`max_deliver`).
                     max_deliver: -1,
                     max_ack_pending: self.cfg.max_in_flight as i64,
-                    filter_subject: format!("{}.>", self.cfg.subject_prefix),
+                    filter_subject: match &self.duty {
+                        Some(d) => format!("{}.*.{}", self.cfg.subject_prefix, d.partition),
+                        None => format!("{}.>", self.cfg.subject_prefix),
+                    },
                     ..Default::default()
                 },
             )
@@ -125,6 +153,7 @@ impl Ingest {
             stats: self.stats.clone(),
             record_latency: self.record_latency,
             runtime: tokio::runtime::Handle::current(),
+            duty: self.duty.clone(),
         });
         let workers = self.cfg.workers.max(1);
         let per_worker = (self.cfg.max_in_flight / workers).max(4);
@@ -244,13 +273,18 @@ struct Shared {
     stats: Arc<Stats>,
     record_latency: bool,
     runtime: tokio::runtime::Handle,
+    duty: Option<PartitionDuty>,
 }
 
 impl Shared {
-    fn work(&self, mut rx: mpsc::Receiver<Job>) {
+    fn work(self: Arc<Self>, mut rx: mpsc::Receiver<Job>) {
         let limits = self.cfg.limits();
         while let Some(job) = rx.blocking_recv() {
-            let outcome = match job.translated {
+            if self.fenced() {
+                self.give_back(&job.msg);
+                continue;
+            }
+            let outcome = match job.translated.and_then(|ms| self.on_partition(ms)) {
                 Ok(messages) => apply_messages(&self.tickets, messages),
                 Err(unusable) => Outcome::Unusable(unusable),
             };
@@ -268,9 +302,70 @@ impl Shared {
                 Err(_) => (1, 0, Duration::ZERO),
             };
             let v = verdict(&outcome, delivered, age, &limits);
+            if self.duty.is_some() && matches!(outcome, Outcome::Stored { .. }) {
+                // Publish before ack, without holding the worker for the events
+                // publisher's round trip: the next message is decided meanwhile.
+                let me = self.clone();
+                self.runtime.spawn(async move {
+                    me.settle(&job.msg, &outcome, v, delivered, sequence, age)
+                        .await
+                });
+                continue;
+            }
             self.runtime
                 .block_on(self.settle(&job.msg, &outcome, v, delivered, sequence, age));
         }
+    }
+
+    fn fenced(&self) -> bool {
+        self.duty
+            .as_ref()
+            .is_some_and(|d| d.fenced.load(Ordering::Acquire))
+    }
+
+    /// A message this instance may no longer settle goes back to the broker at once.
+    fn give_back(&self, msg: &jetstream::Message) {
+        let _ = self
+            .runtime
+            .block_on(msg.ack_with(AckKind::Nak(Some(Duration::from_millis(100)))));
+    }
+
+    /// In a partitioned deployment, a ticket of another partition is not stored here.
+    fn on_partition(&self, messages: Vec<Message>) -> Result<Vec<Message>, Unusable> {
+        let Some(d) = &self.duty else {
+            return Ok(messages);
+        };
+        match messages
+            .iter()
+            .map(|m| (m, partition_of(&m.ticket_id, d.count)))
+            .find(|(_, p)| *p != d.partition)
+        {
+            Some((m, p)) => Err(Unusable::Malformed {
+                detail: format!(
+                    "ticket {} is on partition {p} of {}, not on {} (the subject's): the \
+                     gateway computed the partition wrongly (docs/PARTITIONS.md)",
+                    m.ticket_id,
+                    d.count.get(),
+                    d.partition
+                ),
+            }),
+            None => Ok(messages),
+        }
+    }
+
+    /// Publish before ack: waits until the events stream holds `last`. False if the
+    /// lease was lost meanwhile (the message must then be given back, not acked).
+    async fn published(&self, last: u64) -> bool {
+        let Some(d) = &self.duty else {
+            return true;
+        };
+        while (d.published)() < last {
+            if d.fenced.load(Ordering::Acquire) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
     }
 
     async fn settle(
@@ -288,8 +383,13 @@ impl Shared {
                 if let Outcome::Stored {
                     applied,
                     duplicates,
+                    last,
                 } = outcome
                 {
+                    if !self.published(*last).await {
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        return;
+                    }
                     self.stats.stored.fetch_add(1, Ordering::Relaxed);
                     if *applied == 0 && *duplicates > 0 {
                         self.stats.duplicates.fetch_add(1, Ordering::Relaxed);

@@ -26,6 +26,10 @@ use bytes::Bytes;
 
 /// How many log records one read takes, and so how many publishes are in flight at most.
 const PAGE: usize = 256;
+/// The cursor file is written at most this often (and at every stop): a cursor behind by
+/// less only republishes messages the broker drops as duplicates, and an fsync per page
+/// cost more than the publishing under load.
+const CURSOR_EVERY: Duration = Duration::from_millis(200);
 
 /// Where and how an outbox publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +91,8 @@ pub enum OutboxError {
 pub struct OutboxStats {
     pub published: AtomicU64,
     pub failures: AtomicU64,
-    /// The last log position handled (published, or nothing to publish).
+    /// The last log position handled (published, or nothing to publish); the cursor file
+    /// lags it by up to `CURSOR_EVERY`.
     pub cursor: AtomicU64,
 }
 
@@ -171,9 +176,20 @@ impl<S: Select> Outbox<S> {
                 start
             }
         };
-        self.stats.cursor.store(position, Ordering::Relaxed);
+        self.stats.cursor.store(position, Ordering::Release);
         let poll = Duration::from_millis(self.cfg.poll_millis.max(1));
         let mut ready = false;
+        let mut saved = position;
+        let mut saved_at = std::time::Instant::now();
+        let save = |position: Position, saved: &mut Position| {
+            if position == *saved {
+                return;
+            }
+            match write_cursor(&self.cursor, position) {
+                Ok(()) => *saved = position,
+                Err(e) => tracing::warn!(stream, error = %e, "the outbox cursor was not saved"),
+            }
+        };
         loop {
             if !ready {
                 ready = self.ensure_stream(&js).await;
@@ -188,6 +204,8 @@ impl<S: Select> Outbox<S> {
                 Vec::new()
             };
             if page.is_empty() {
+                save(position, &mut saved);
+                saved_at = std::time::Instant::now();
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     _ = tokio::time::sleep(poll) => continue,
@@ -201,22 +219,26 @@ impl<S: Select> Outbox<S> {
             if let Some((handled, complete)) = done {
                 if handled > position {
                     position = handled;
-                    match write_cursor(&self.cursor, position) {
-                        Ok(()) => self.stats.cursor.store(position, Ordering::Relaxed),
-                        Err(e) => {
-                            tracing::warn!(stream, error = %e, "the outbox cursor was not saved")
-                        }
+                    // The broker has everything up to here: what waits for it may go on.
+                    self.stats.cursor.store(position, Ordering::Release);
+                    if saved_at.elapsed() >= CURSOR_EVERY {
+                        save(position, &mut saved);
+                        saved_at = std::time::Instant::now();
                     }
                 }
                 ready = complete;
             }
             if stopping {
+                save(position, &mut saved);
                 return Ok(());
             }
             if !ready {
                 // The broker refused or is gone: pause before trying the same records again.
                 tokio::select! {
-                    _ = &mut stop => return Ok(()),
+                    _ = &mut stop => {
+                        save(position, &mut saved);
+                        return Ok(());
+                    }
                     _ = tokio::time::sleep(poll * 5) => {}
                 }
             }

@@ -240,8 +240,8 @@ pub fn catch_up(views: &mut Views, store: &Store) -> Result<u64, ViewsError> {
 #[derive(Clone)]
 pub struct SharedViews {
     inner: Arc<RwLock<Views>>,
-    store: Arc<Store>,
-    checkpoint: PathBuf,
+    /// `None`: fed from outside ([`SharedViews::detached`]).
+    source: Option<(Arc<Store>, PathBuf)>,
 }
 
 impl SharedViews {
@@ -270,10 +270,33 @@ impl SharedViews {
         }
         let shared = SharedViews {
             inner: Arc::new(RwLock::new(views)),
-            store,
-            checkpoint,
+            source: Some((store, checkpoint)),
         };
         Ok((shared, loaded))
+    }
+
+    /// An empty model fed by the caller ([`SharedViews::apply`]) instead of a store: a
+    /// partitioned instance folds the events stream of every partition into it. It has
+    /// no checkpoint (it is rebuilt from the stream at each start).
+    pub fn detached(book: RuleBook, calendar: Calendar) -> SharedViews {
+        SharedViews {
+            inner: Arc::new(RwLock::new(Views::new(book, calendar))),
+            source: None,
+        }
+    }
+
+    /// Folds events given in order, numbered by the caller (a stream sequence). Events
+    /// at or below the model's position are ignored.
+    pub fn apply(&self, events: &[(Position, EventEnvelope)]) {
+        let mut views = self.write();
+        for (position, envelope) in events {
+            if views.apply(*position, envelope).is_err() {
+                // Only a model restored from a checkpoint needs history, and this one
+                // never is; kept as a skip so one ticket cannot stop the dashboards.
+                tracing::error!(position, ticket = %envelope.ticket_id, "an event needs history the read models do not have; skipped");
+                views.skip(*position);
+            }
+        }
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Views> {
@@ -287,19 +310,29 @@ impl SharedViews {
 
     /// Folds in what was appended since the last call (for callers without a follower).
     pub fn catch_up(&self) -> Result<u64, ViewsError> {
-        catch_up(&mut self.write(), &self.store)
+        match &self.source {
+            Some((store, _)) => catch_up(&mut self.write(), store),
+            None => Ok(0),
+        }
     }
 
     /// Writes the checkpoint now.
     pub fn save(&self) -> Result<(), ViewsError> {
-        save(&self.read(), &self.store, &self.checkpoint)
+        match &self.source {
+            Some((store, checkpoint)) => save(&self.read(), store, checkpoint),
+            None => Ok(()),
+        }
     }
 
     /// The follower loop: folds each new acknowledged event as it comes, checkpoints every
     /// `every` while there is news, and once more, caught up with the log, when `stop` is
     /// set (seen within `poll`) or the store closes. Stop the writers first.
+    /// A detached model has nothing to follow: it returns at once.
     pub fn follow(&self, stop: &AtomicBool, poll: Duration, every: Duration) {
-        let mut sub = self.store.subscribe(self.read().position() + 1);
+        let Some((store, _)) = &self.source else {
+            return;
+        };
+        let mut sub = store.subscribe(self.read().position() + 1);
         let mut saved_at = self.read().position();
         let mut last_save = Instant::now();
         while !stop.load(Ordering::Acquire) {
@@ -310,7 +343,7 @@ impl SharedViews {
                     let mut n = 0;
                     let mut failed = false;
                     while let Some(record) = next.take() {
-                        if let Err(e) = apply_record(&mut views, &self.store, &record) {
+                        if let Err(e) = apply_record(&mut views, store, &record) {
                             tracing::error!(error = %e, "the read models could not fold an event; retrying");
                             failed = true;
                             break;
@@ -322,7 +355,7 @@ impl SharedViews {
                     }
                     if failed {
                         // Read again from where the model stands, after a pause.
-                        sub = self.store.subscribe(views.position() + 1);
+                        sub = store.subscribe(views.position() + 1);
                         drop(views);
                         std::thread::sleep(poll);
                     }
@@ -332,7 +365,7 @@ impl SharedViews {
                 Err(e) => {
                     tracing::error!(error = %e, "the read models' subscription failed; resubscribing");
                     std::thread::sleep(poll);
-                    sub = self.store.subscribe(self.read().position() + 1);
+                    sub = store.subscribe(self.read().position() + 1);
                 }
             }
             let position = self.read().position();
