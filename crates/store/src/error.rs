@@ -145,10 +145,7 @@ pub enum StoreError {
     #[error(
         "the record at position {position} cannot be imported: {reason}; nothing from it on was written"
     )]
-    ImportDiverges {
-        position: Position,
-        reason: String,
-    },
+    ImportDiverges { position: Position, reason: String },
 
     /// An index entry could not be decoded.
 

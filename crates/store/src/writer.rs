@@ -28,8 +28,7 @@ use crate::record::{self, RecordFields};
 use crate::store::Inner;
 use crate::types::{
     AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
-    Version,
-    MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
+    Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
 };
 
 /// Stream versions cached by the writer; the cache is simply cleared when it grows past

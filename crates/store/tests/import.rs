@@ -90,7 +90,10 @@ fn records_that_do_not_continue_the_log_are_refused() {
     // A record that claims another version in its stream.
     let mut wrong_version = all[4].clone();
     wrong_version.version += 1;
-    assert_eq!(diverges_at(copy.import(vec![wrong_version]).unwrap_err()), 5);
+    assert_eq!(
+        diverges_at(copy.import(vec![wrong_version]).unwrap_err()),
+        5
+    );
 
     // A different record where this store already holds one.
     let mut other = all[1].clone();

@@ -31,7 +31,13 @@ fn filled(dir: &Path) {
 
 /// Runs `f` on the raw sled database of a closed store.
 fn with_raw_sled(dir: &Path, f: impl FnOnce(&sled::Db)) {
-    let db = sled::open(dir).unwrap();
+    // No background flusher: its thread would hold the directory's lock for up to 500 ms
+    // after the drop, and the store opened next would find it in use.
+    let db = sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
     f(&db);
     db.flush().unwrap();
 }
