@@ -27,6 +27,8 @@ pub struct LoadOptions {
     pub nats: Option<String>,
     pub dir: Option<PathBuf>,
     pub warmup: Option<u64>,
+    /// `[store] cache_mib` of the service (default: the service's default).
+    pub cache_mib: Option<u64>,
 }
 
 /// The rate the 2-core machine holds with p99 under 100 ms (RELIABILITY.md, "Load test").
@@ -165,7 +167,8 @@ pub fn run(opts: LoadOptions) -> Result<ExitCode> {
             "[nats]\nurl = {:?}\nstream = {:?}\nsubject_prefix = {:?}\n\
              deadletter_stream = {:?}\ndeadletter_prefix = {:?}\nconsumer = {:?}\n\n\
              [alerts.publish]\nstream = {:?}\nsubject_prefix = {:?}\n\n\
-             [events]\nstream = {:?}\nsubject_prefix = {:?}\n",
+             [events]\nstream = {:?}\nsubject_prefix = {:?}\n\n\
+             [store]\ncache_mib = {}\n",
             cfg.url,
             cfg.stream,
             cfg.subject_prefix,
@@ -180,6 +183,8 @@ pub fn run(opts: LoadOptions) -> Result<ExitCode> {
             },
             events_stream,
             events_prefix,
+            opts.cache_mib
+                .unwrap_or(aftersales_store::DEFAULT_CACHE_CAPACITY >> 20),
         ),
     )
     .with_context(|| format!("writing {}", config_file.display()))?;

@@ -2,6 +2,8 @@
 //! arguments, open what they need and print; the rules live in the library crates.
 
 mod audit;
+mod cluster;
+mod cluster_bench;
 mod demo;
 mod ingest;
 mod inspect;
@@ -267,6 +269,25 @@ enum Bench {
         /// Where to put the service's store, config and log (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The service's `[store] cache_mib` (default: 64).
+        #[arg(long)]
+        cache_mib: Option<u64>,
+    },
+    /// Webhooks/s stored by 1, 2, 3 partitioned instances (`serve` with `[cluster]`, child
+    /// processes) on one nats-server of its own, next to a raw JetStream consume + ack.
+    Cluster {
+        /// 2,000 webhooks instead of 30,000, as CI runs it.
+        #[arg(long)]
+        quick: bool,
+        /// Webhooks per instance count.
+        #[arg(long)]
+        messages: Option<usize>,
+        /// Instance counts to measure, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        instances: Vec<usize>,
+        /// The deployment's partition count.
+        #[arg(long, default_value_t = 12)]
+        partitions: u64,
     },
 }
 
@@ -294,6 +315,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -379,8 +402,10 @@ fn main() -> ExitCode {
                     warmup,
                     nats,
                     dir,
+                    cache_mib,
                 },
         } => load::run(load::LoadOptions {
+            cache_mib,
             quick,
             seconds,
             rate,
@@ -388,6 +413,20 @@ fn main() -> ExitCode {
             nats,
             dir,
             warmup,
+        }),
+        Cmd::Bench {
+            what:
+                Bench::Cluster {
+                    quick,
+                    messages,
+                    instances,
+                    partitions,
+                },
+        } => cluster_bench::run(cluster_bench::ClusterBenchOptions {
+            quick,
+            messages,
+            instances,
+            partitions,
         }),
     };
     match result {

@@ -13,7 +13,7 @@ use aftersales_alerts::{cursor_path as alerts_cursor, Publisher, PublisherConfig
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
 use aftersales_eventstream::{cursor_path as events_cursor, EventPublisher, EventsConfig};
-use aftersales_http::{open_is_allowed, router, Api, Tokens, WebhookSecrets};
+use aftersales_http::{open_is_allowed, router, Api, TicketSource, Tokens, WebhookSecrets};
 use aftersales_ingest::{Ingest, IngestConfig};
 use aftersales_outbox::OutboxStats;
 use aftersales_scheduler::{Scheduler, WarningWindows};
@@ -21,7 +21,7 @@ use aftersales_store::{Store, StoreConfig};
 use aftersales_ticket::DeadlineKind;
 use aftersales_timers::{Calendar, RuleBook};
 use aftersales_views::{Loaded, SharedViews};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
 use crate::ingest::{runtime, shutdown_signal};
@@ -41,6 +41,38 @@ pub struct FileConfig {
     pub read_models: ReadModelsConfig,
     #[serde(default)]
     pub events: EventsConfig,
+    #[serde(default)]
+    pub store: StoreFileConfig,
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
+}
+
+/// `[store]`: the event store's sled settings.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreFileConfig {
+    /// sled's page cache in MiB. sled's heap grows to a few times this (RELIABILITY.md,
+    /// "Memory"), so it is the main knob of the service's memory.
+    pub cache_mib: u64,
+}
+
+impl Default for StoreFileConfig {
+    fn default() -> Self {
+        Self {
+            cache_mib: aftersales_store::DEFAULT_CACHE_CAPACITY >> 20,
+        }
+    }
+}
+
+impl StoreFileConfig {
+    pub fn store_config(&self) -> Result<StoreConfig> {
+        ensure!(
+            (1..=65_536).contains(&self.cache_mib),
+            "[store] cache_mib is {}; give 1 to 65536",
+            self.cache_mib
+        );
+        Ok(StoreConfig::new(Arc::new(SystemClock)).with_cache_capacity(self.cache_mib << 20))
+    }
 }
 
 /// `[read_models]`: how often the dashboards' read models are checkpointed while events
@@ -185,17 +217,17 @@ pub fn run(
     config: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let file = load(config.as_deref())?;
-    let mut nats_cfg = file.nats;
+    let mut nats_cfg = file.nats.clone();
     if let Some(url) = nats {
         nats_cfg.get_or_insert_with(IngestConfig::default).url = url;
     }
-    let addr_text = http.unwrap_or(file.http.addr);
+    let addr_text = http.unwrap_or_else(|| file.http.addr.clone());
     let addr: SocketAddr = addr_text
         .parse()
         .with_context(|| format!("--http {addr_text:?} is not an address like 127.0.0.1:8080"))?;
     let tokens = Tokens {
-        read: file.http.read_tokens,
-        write: file.http.write_tokens,
+        read: file.http.read_tokens.clone(),
+        write: file.http.write_tokens.clone(),
     };
     if tokens.is_empty() && !open_is_allowed(&addr) {
         bail!(
@@ -217,7 +249,14 @@ pub fn run(
             let _ = stop_tx.send(true);
         }
     });
-    let store = Store::open(data, StoreConfig::new(Arc::new(SystemClock)))
+    if file.cluster.enabled {
+        let Some(nats) = nats_cfg else {
+            bail!("[cluster] enabled needs NATS: give --nats or a [nats] table");
+        };
+        let listen = crate::cluster::Listen { addr, tokens };
+        return crate::cluster::run(file, data, nats, listen, rt, stop_rx, stop_tx);
+    }
+    let store = Store::open(data, file.store.store_config()?)
         .with_context(|| format!("opening the store in {}", data.display()))?;
     let tickets = Arc::new(
         Tickets::new(Arc::new(store))
@@ -313,7 +352,7 @@ pub fn run(
         };
         let ready = Arc::new(AtomicBool::new(false));
         let api = Api {
-            tickets: tickets.clone(),
+            tickets: TicketSource::One(tickets.clone()),
             scheduler: Some(scheduler.clone()),
             ingest: nats.as_ref().map(|n| n.stats.clone()),
             alerts: nats.as_ref().map(|n| n.alerts.stats.clone()),
@@ -327,6 +366,7 @@ pub fn run(
             views: Some(views.clone()),
             clock: Arc::new(SystemClock),
             reads: Default::default(),
+            extra_metrics: None,
         };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -459,6 +499,34 @@ pub fn bench_api(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_partitioned_configs_in_deploy_load() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let mut instances = Vec::new();
+        for name in [
+            "compose/aftersales-0.toml",
+            "compose/aftersales-1.toml",
+            "k8s/config.toml",
+        ] {
+            let file = load(Some(&deploy.join(name))).unwrap();
+            assert!(file.cluster.enabled, "{name}");
+            assert!(
+                file.events.publish,
+                "{name}: takeover needs the events stream"
+            );
+            assert_eq!(file.events.partitions, 64, "{name}");
+            assert_eq!(
+                file.nats.as_ref().map(|n| n.url.as_str()),
+                Some("nats://nats:4222"),
+                "{name}"
+            );
+            assert!(!file.http.read_tokens.is_empty(), "{name}: not on loopback");
+            instances.push(file.cluster.instance);
+        }
+        // The compose instances are named; the StatefulSet's pods take their host names.
+        assert_eq!(instances, ["aftersales-0", "aftersales-1", ""]);
+    }
 
     #[test]
     fn the_example_config_in_deploy_loads() {

@@ -1,0 +1,417 @@
+//! A partitioned deployment (docs/PARTITIONS.md) on loopback: one `nats-server -js` and
+//! three `aftersales serve` instances with `[cluster] enabled`, 8 partitions.
+//!
+//! Webhooks are published to `aftersales.webhooks.tmall.<partition>`; one instance is
+//! killed with SIGKILL in the middle of the feed. Then: its partitions are taken over
+//! within the lease time; every message opened its ticket exactly once; the events stream
+//! holds every committed event once, in order per ticket, and each partition's records
+//! form one gapless chain (a store rebuilt from it verifies) across the takeover; and
+//! every surviving instance's dashboard counts the tickets of all partitions.
+
+#[path = "../crates/ingest/tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aftersales_clock::SystemClock;
+use aftersales_eventstream::EventsConfig;
+use aftersales_ingest::bench::sample;
+use aftersales_partition::{partition_of, Partition, PartitionCount};
+use aftersales_store::{Store, StoreConfig};
+use aftersales_ticket::TicketId;
+use async_nats::jetstream;
+use support::NatsServer;
+
+const PARTITIONS: u64 = 8;
+const MESSAGES: usize = 1_200;
+/// With the messages sent after b's restart.
+const TOTAL: usize = 1_500;
+const TTL_MS: u64 = 1_500;
+
+struct Instance {
+    name: &'static str,
+    port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(name: &'static str, dir: &Path, url: &str) -> Instance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[nats]\nack_wait_secs = 2\n\n[events]\npartitions = {PARTITIONS}\npoll_millis = 5\n\n\
+                 [cluster]\nenabled = true\ninstance = \"{name}\"\nlease_ttl_millis = {TTL_MS}\n\
+                 lease_margin_millis = 400\nworkers_per_partition = 2\ncache_mib_per_partition = 4\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(["serve", "--nats", url, "--http"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(dir.join(name))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Instance {
+            name,
+            port,
+            child,
+            log,
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    }
+
+    fn owned(&self) -> Option<u64> {
+        let text = self.get("/metrics")?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("aftersales_partitions_owned "))?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
+    /// Webhooks its partitions' ingests stored since it started (0 once it is gone).
+    fn stored(&self) -> u64 {
+        let Some(text) = self.get("/metrics") else {
+            return 0;
+        };
+        text.lines()
+            .filter(|l| l.starts_with("aftersales_partition_ingest_stored_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Tickets on the instance's SLA dashboard (all partitions, from the events stream).
+    fn dashboard_tickets(&self) -> Option<u64> {
+        let body = self.get("/v1/dashboard/sla")?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()?["tickets"].as_u64()
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(3_000);
+        let start = (start..).find(|&i| text.is_char_boundary(i)).unwrap();
+        format!("--- {} ---\n{}", self.name, &text[start..])
+    }
+
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}\n{}", self.tail());
+    }
+}
+
+fn ticket_of(n: usize) -> TicketId {
+    TicketId::parse(&format!("tmall:{}", 100_000_000 + n)).unwrap()
+}
+
+async fn publish(js: &jetstream::Context, range: std::ops::Range<usize>, count: PartitionCount) {
+    let mut acks = Vec::new();
+    for n in range {
+        let p = partition_of(&ticket_of(n), count);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("feed-{n}").as_str());
+        acks.push(
+            js.publish_with_headers(format!("aftersales.webhooks.tmall.{p}"), headers, sample(n))
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+/// Every message of the events stream, in stream order.
+async fn events_stream(
+    js: &jetstream::Context,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let mut stream = js.get_stream("AFTERSALES_EVENTS").await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        out.push(stream.get_raw_message(seq).await.unwrap());
+    }
+    out
+}
+
+#[test]
+fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let count = PartitionCount::new(PARTITIONS).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(async_nats::ConnectOptions::new().connect(url.clone()))
+        .unwrap();
+    let js = rt.block_on(async { jetstream::new(client) });
+    // The webhook stream as the service makes it, so publishing can start at once.
+    rt.block_on(aftersales_ingest::deadletter::ensure_streams(
+        &js,
+        &aftersales_ingest::IngestConfig::default(),
+    ))
+    .unwrap();
+
+    let a = Instance::start("a", dir.path(), &url);
+    let b = Instance::start("b", dir.path(), &url);
+    let c = Instance::start("c", dir.path(), &url);
+    let all = [&a, &b, &c];
+    let spread = poll_for(Duration::from_secs(20), || {
+        let owned: Vec<u64> = all.iter().map(|i| i.owned().unwrap_or(0)).collect();
+        (owned.iter().sum::<u64>() == PARTITIONS && owned.iter().all(|&o| o >= 2)).then_some(owned)
+    });
+    let Some(spread) = spread else {
+        panic!(
+            "the partitions were not shared out\n{}\n{}\n{}",
+            a.tail(),
+            b.tail(),
+            c.tail()
+        );
+    };
+    eprintln!("partitions owned by a, b, c: {spread:?}");
+
+    // A steady feed (about 400/s); b dies in the middle of it, while it works.
+    let feed = {
+        let js = js.clone();
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            handle.block_on(async {
+                for start in (0..MESSAGES).step_by(20) {
+                    publish(&js, start..(start + 20).min(MESSAGES), count).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+    };
+    let busy = poll_for(Duration::from_secs(10), || {
+        let stored = b.stored();
+        (stored >= 50).then_some(stored)
+    });
+    assert!(busy.is_some(), "b stored nothing\n{}", b.tail());
+    let mut b = b;
+    b.child.kill().unwrap(); // SIGKILL
+    b.child.wait().unwrap();
+    let killed = Instant::now();
+    eprintln!("b killed after storing {} messages", busy.unwrap());
+    let survivors = [&a, &c];
+    let taken = poll_for(Duration::from_secs(10), || {
+        let owned: u64 = survivors.iter().map(|i| i.owned().unwrap_or(0)).sum();
+        (owned == PARTITIONS).then(|| killed.elapsed())
+    });
+    let Some(taken) = taken else {
+        panic!(
+            "b's partitions were not taken over\n{}\n{}",
+            a.tail(),
+            c.tail()
+        );
+    };
+    eprintln!(
+        "b's partitions taken over {} ms after the kill (lease {TTL_MS} ms)",
+        taken.as_millis()
+    );
+    // The lease runs out at most a ttl after b's last renewal; the others look every
+    // ttl/6 and take over on their next look.
+    assert!(
+        taken < Duration::from_millis(TTL_MS * 2 + 1_000),
+        "takeover took {taken:?}"
+    );
+    feed.join().unwrap();
+    assert!(
+        b.stored() == 0 && a.stored() + c.stored() > 0,
+        "b is gone and the others go on"
+    );
+
+    // b comes back on its old data: the others hand partitions back (clean releases), and
+    // b brings each store it gets up to date from the stream (moving aside one that holds
+    // an unpublished tail the new owner replaced).
+    let b = Instance::start("b", dir.path(), &url);
+    let all = [&a, &b, &c];
+    let spread = poll_for(Duration::from_secs(20), || {
+        let owned: Vec<u64> = all.iter().map(|i| i.owned().unwrap_or(0)).collect();
+        (owned.iter().sum::<u64>() == PARTITIONS && owned.iter().all(|&o| o >= 2)).then_some(owned)
+    });
+    let Some(spread) = spread else {
+        panic!(
+            "b got no partitions back\n{}\n{}\n{}",
+            a.tail(),
+            b.tail(),
+            c.tail()
+        );
+    };
+    eprintln!("after b's restart, partitions owned by a, b, c: {spread:?}");
+    rt.block_on(publish(&js, MESSAGES..TOTAL, count));
+
+    // Everything settles: every ticket opened and its overdue review fired; the stream
+    // stops growing.
+    let settled = poll_for(Duration::from_secs(60), || {
+        let before = rt.block_on(events_stream(&js)).len();
+        std::thread::sleep(Duration::from_millis(1_500));
+        let messages = rt.block_on(events_stream(&js));
+        let opened: HashSet<String> = messages
+            .iter()
+            .filter(|m| header(m, "Aftersales-Event") == "opened")
+            .map(|m| header(m, "Aftersales-Ticket"))
+            .collect();
+        (opened.len() == TOTAL && messages.len() == before).then_some(messages)
+    });
+    let Some(messages) = settled else {
+        panic!("not every message was taken in\n{}\n{}", a.tail(), c.tail());
+    };
+
+    // Once each, in order per ticket: versions 1, 2, 3… in stream order.
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut ids = HashSet::new();
+    let mut opened: HashMap<String, usize> = HashMap::new();
+    let mut per_partition: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    for m in &messages {
+        let ticket = header(m, "Aftersales-Ticket");
+        let version: u64 = header(m, "Aftersales-Version").parse().unwrap();
+        let last = versions.entry(ticket.clone()).or_insert(0);
+        assert_eq!(
+            version,
+            *last + 1,
+            "{ticket}: version {version} after {last}"
+        );
+        *last = version;
+        assert!(ids.insert(header(m, "Nats-Msg-Id")), "an event twice");
+        if header(m, "Aftersales-Event") == "opened" {
+            *opened.entry(ticket.clone()).or_default() += 1;
+        }
+        let p = partition_of(&TicketId::parse(&ticket).unwrap(), count);
+        assert!(
+            m.subject.as_str().ends_with(&format!(".{p}")),
+            "{} is not on partition {p}",
+            m.subject
+        );
+        per_partition
+            .entry(p.0)
+            .or_default()
+            .push(header(m, "Aftersales-Position").parse().unwrap());
+    }
+    for n in 0..TOTAL {
+        assert_eq!(opened.get(ticket_of(n).as_str()), Some(&1), "message {n}");
+    }
+    // Each partition's records: positions 1..=k in order across owners, one chain.
+    let cfg = EventsConfig {
+        partitions: PARTITIONS,
+        ..EventsConfig::default()
+    };
+    let mut tickets_per_partition = 0;
+    for (p, positions) in &per_partition {
+        let want: Vec<u64> = (1..=positions.len() as u64).collect();
+        assert_eq!(positions, &want, "partition {p}: a gap or a repeat");
+        let store = Arc::new(
+            Store::open(
+                dir.path().join(format!("check-{p}")),
+                StoreConfig::new(Arc::new(SystemClock)),
+            )
+            .unwrap(),
+        );
+        let done = rt
+            .block_on(aftersales_eventstream::rebuild(
+                &js,
+                &cfg,
+                Partition(*p),
+                &store,
+                |_| {},
+            ))
+            .unwrap();
+        assert_eq!(done.imported, positions.len() as u64);
+        assert!(store.verify().unwrap().is_ok(), "partition {p}'s chain");
+        tickets_per_partition += versions
+            .keys()
+            .filter(|t| partition_of(&TicketId::parse(t).unwrap(), count).0 == *p)
+            .count();
+    }
+    assert_eq!(tickets_per_partition, TOTAL);
+
+    // Any instance's dashboard: the sum over partitions.
+    for i in all {
+        let seen = poll_for(Duration::from_secs(10), || {
+            (i.dashboard_tickets() == Some(TOTAL as u64)).then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{}'s dashboard counts {:?} tickets, not {TOTAL}\n{}",
+            i.name,
+            i.dashboard_tickets(),
+            i.tail()
+        );
+    }
+    // A ticket's own routes answer on its owner and send elsewhere with 421.
+    let t = ticket_of(7);
+    let path = format!("/v1/tickets/{t}");
+    let answered: Vec<bool> = all.iter().map(|i| i.get(&path).is_some()).collect();
+    assert_eq!(answered.iter().filter(|&&x| x).count(), 1, "{answered:?}");
+
+    let rebuilt = std::fs::read_to_string(&b.log).unwrap_or_default();
+    for line in rebuilt
+        .lines()
+        .filter(|l| l.contains("up to date") || l.contains("moved aside"))
+    {
+        eprintln!("b after its restart: {line}");
+    }
+    a.terminate();
+    b.terminate();
+    c.terminate();
+}
+
+fn header(m: &async_nats::jetstream::message::StreamMessage, name: &str) -> String {
+    m.headers
+        .get(name)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// `f`'s first `Some` within `timeout`, looking every 100 ms.
+fn poll_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
