@@ -345,11 +345,22 @@ impl Scheduler {
         now: DateTime<Utc>,
         on_fired: &mut dyn FnMut(Fired),
     ) -> Result<(), SchedulerError> {
+        self.fire_due_until(now, on_fired, &AtomicBool::new(false))
+    }
+
+    /// [`Scheduler::fire_due_with`] that gives up between two firings once `stop` is set:
+    /// a burst of overdue deadlines must not hold up a stop (what is left fires next time).
+    fn fire_due_until(
+        &self,
+        now: DateTime<Utc>,
+        on_fired: &mut dyn FnMut(Fired),
+        stop: &AtomicBool,
+    ) -> Result<(), SchedulerError> {
         let mut shared = self.lock();
         let store = Arc::clone(self.tickets.store());
         let mut due_cursor: Option<DueKey> = None;
         let mut warning_cursor: Option<WarningKey> = None;
-        loop {
+        while !stop.load(Ordering::Acquire) {
             shared.index.catch_up(&store)?;
             let due = shared.index.first_due_after(due_cursor.as_ref(), now);
             let warning = shared
@@ -522,7 +533,7 @@ impl Scheduler {
         let mut stuck: Option<DateTime<Utc>> = None;
         while !stop.load(Ordering::Acquire) {
             let now = clock.now();
-            let wait = match self.fire_due_with(now, &mut |f| on_fired(&f)) {
+            let wait = match self.fire_due_until(now, &mut |f| on_fired(&f), stop) {
                 Ok(()) => {
                     match self.next_wake() {
                         Some(due) if due > now => {

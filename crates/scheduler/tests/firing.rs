@@ -873,3 +873,44 @@ fn two_schedulers_on_one_store_warn_of_each_deadline_once() {
     assert!(scheduler(&b).fire_due(now).unwrap().is_empty());
     assert_eq!(store.head_position(), head);
 }
+
+#[test]
+fn a_stop_in_the_middle_of_a_burst_ends_the_loop_and_the_rest_fires_next_time() {
+    const TICKETS: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store_clock = store_clock();
+    let store = open_store(dir.path(), &store_clock);
+    let tickets = tickets(&store);
+    for n in 0..TICKETS {
+        open_jd_review(
+            &tickets,
+            &format!("jd:{}", 8000 + n),
+            "2026-11-20T10:00:00+08:00",
+        );
+    }
+    let opened = store.head_position();
+    let scheduler = Arc::new(scheduler(&tickets));
+    // Every review has been due for days: one round would fire them all.
+    let clock = ManualClock::new(utc("2026-12-01T00:00:00+08:00"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = run_loop(&scheduler, &clock, &stop);
+    // Watched through the log: the scheduler's own counters wait for its lock.
+    wait_until("the burst starts", || store.head_position() > opened + 5);
+    stop.store(true, Ordering::Release);
+    let first = runner.join().unwrap();
+    assert!(
+        first.fired < TICKETS,
+        "the loop fired all {} before it looked at the stop",
+        first.fired
+    );
+
+    // The next run fires the rest, each once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = run_loop(&scheduler, &clock, &stop);
+    wait_until("the rest fires", || scheduler.stats().fired == TICKETS);
+    stop.store(true, Ordering::Release);
+    runner.join().unwrap();
+    for n in [0, TICKETS / 2, TICKETS - 1] {
+        assert_eq!(expiries(&history(&tickets, &format!("jd:{}", 8000 + n))), 1);
+    }
+}
