@@ -145,6 +145,16 @@ impl Ingest {
             max_in_flight = self.cfg.max_in_flight,
             "ingest consuming"
         );
+        // Publish before ack: one task acks what the events stream has taken, so a worker
+        // never waits for the publisher.
+        let (acks_tx, acker) = match &self.duty {
+            Some(duty) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(acker(duty.clone(), rx, self.stats.clone()));
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             js: js.clone(),
             cfg: self.cfg.clone(),
@@ -154,6 +164,7 @@ impl Ingest {
             record_latency: self.record_latency,
             runtime: tokio::runtime::Handle::current(),
             duty: self.duty.clone(),
+            acks: acks_tx,
         });
         let workers = self.cfg.workers.max(1);
         let per_worker = (self.cfg.max_in_flight / workers).max(4);
@@ -214,6 +225,11 @@ impl Ingest {
         })
         .await
         .map_err(|e| IngestError::Nats(format!("joining the workers: {e}")))?;
+        drop(shared);
+        if let Some(task) = acker {
+            // Returns once every stored message is acked, or given back once fenced.
+            let _ = task.await;
+        }
         info!(
             stored = self.stats.stored.load(Ordering::Relaxed),
             dead_lettered = self.stats.dead_lettered.load(Ordering::Relaxed),
@@ -274,10 +290,75 @@ struct Shared {
     record_latency: bool,
     runtime: tokio::runtime::Handle,
     duty: Option<PartitionDuty>,
+    /// Stored messages waiting for the events stream (with a `PartitionDuty`).
+    acks: Option<mpsc::UnboundedSender<Stored>>,
+}
+
+/// A stored message to ack once the events stream holds `last`.
+struct Stored {
+    last: u64,
+    duplicate: bool,
+    msg: jetstream::Message,
+}
+
+/// Acks each stored message once the partition's events publisher has passed its last
+/// position; gives them all back (nak) once the partition is fenced. Runs until the
+/// workers are gone and nothing waits.
+async fn acker(duty: PartitionDuty, mut rx: mpsc::UnboundedReceiver<Stored>, stats: Arc<Stats>) {
+    let mut waiting: std::collections::BTreeMap<(u64, u64), Stored> = Default::default();
+    let mut n = 0u64;
+    let mut open = true;
+    loop {
+        if waiting.is_empty() {
+            if !open {
+                return;
+            }
+            match rx.recv().await {
+                Some(s) => {
+                    waiting.insert((s.last, n), s);
+                    n += 1;
+                }
+                None => return,
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(s) => {
+                    waiting.insert((s.last, n), s);
+                    n += 1;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if duty.fenced.load(Ordering::Acquire) {
+            for (_, s) in std::mem::take(&mut waiting) {
+                let _ = s.msg.ack_with(AckKind::Nak(None)).await;
+            }
+            continue;
+        }
+        let published = (duty.published)();
+        let later = waiting.split_off(&(published + 1, 0));
+        for (_, s) in std::mem::replace(&mut waiting, later) {
+            stats.stored.fetch_add(1, Ordering::Relaxed);
+            if s.duplicate {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Err(e) = s.msg.ack().await {
+                warn!(subject = s.msg.subject.as_str(), error = %e, "acknowledgement not sent");
+            }
+        }
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 impl Shared {
-    fn work(self: Arc<Self>, mut rx: mpsc::Receiver<Job>) {
+    fn work(&self, mut rx: mpsc::Receiver<Job>) {
         let limits = self.cfg.limits();
         while let Some(job) = rx.blocking_recv() {
             if self.fenced() {
@@ -302,14 +383,25 @@ impl Shared {
                 Err(_) => (1, 0, Duration::ZERO),
             };
             let v = verdict(&outcome, delivered, age, &limits);
-            if self.duty.is_some() && matches!(outcome, Outcome::Stored { .. }) {
+            if let (
+                Some(acks),
+                Outcome::Stored {
+                    applied,
+                    duplicates,
+                    last,
+                },
+            ) = (&self.acks, &outcome)
+            {
                 // Publish before ack, without holding the worker for the events
                 // publisher's round trip: the next message is decided meanwhile.
-                let me = self.clone();
-                self.runtime.spawn(async move {
-                    me.settle(&job.msg, &outcome, v, delivered, sequence, age)
-                        .await
-                });
+                let stored = Stored {
+                    last: *last,
+                    duplicate: *applied == 0 && *duplicates > 0,
+                    msg: job.msg,
+                };
+                if let Err(mpsc::error::SendError(s)) = acks.send(stored) {
+                    self.give_back(&s.msg);
+                }
                 continue;
             }
             self.runtime
@@ -353,21 +445,6 @@ impl Shared {
         }
     }
 
-    /// Publish before ack: waits until the events stream holds `last`. False if the
-    /// lease was lost meanwhile (the message must then be given back, not acked).
-    async fn published(&self, last: u64) -> bool {
-        let Some(d) = &self.duty else {
-            return true;
-        };
-        while (d.published)() < last {
-            if d.fenced.load(Ordering::Acquire) {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        true
-    }
-
     async fn settle(
         &self,
         msg: &jetstream::Message,
@@ -383,13 +460,9 @@ impl Shared {
                 if let Outcome::Stored {
                     applied,
                     duplicates,
-                    last,
+                    ..
                 } = outcome
                 {
-                    if !self.published(*last).await {
-                        let _ = msg.ack_with(AckKind::Nak(None)).await;
-                        return;
-                    }
                     self.stats.stored.fetch_add(1, Ordering::Relaxed);
                     if *applied == 0 && *duplicates > 0 {
                         self.stats.duplicates.fetch_add(1, Ordering::Relaxed);

@@ -156,11 +156,13 @@ impl Leases {
             .await
             .map_err(|e| e.to_string())?;
         let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
-        let mut members = Vec::new();
+        // A set: a key written while the listing runs can be listed twice, which would
+        // count a member twice and shrink everyone's share.
+        let mut members = BTreeSet::new();
         while let Some(k) = keys.next().await {
             let k = k.map_err(|e| e.to_string())?;
             if k.starts_with("member.") {
-                members.push(k);
+                members.insert(k);
             }
         }
         let now = Instant::now();
