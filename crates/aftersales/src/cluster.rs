@@ -69,7 +69,7 @@ impl Default for ClusterConfig {
             lease_ttl_millis: 10_000,
             lease_margin_millis: 2_000,
             cache_mib_per_partition: 8,
-            workers_per_partition: 4,
+            workers_per_partition: 16,
         }
     }
 }
@@ -134,9 +134,24 @@ pub struct Listen {
 
 /// One owned partition's running work.
 struct Running {
-    fence: Arc<AtomicBool>,
-    stop: watch::Sender<bool>,
+    handle: Handle,
     task: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// What the lease callback needs to stop a partition's effects at once.
+#[derive(Clone)]
+struct Handle {
+    fence: Arc<AtomicBool>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl Handle {
+    /// Nothing more is applied, acknowledged or published from here on; the work then
+    /// winds down by itself.
+    fn fence(&self) {
+        self.fence.store(true, Ordering::Release);
+        let _ = self.stop.send(true);
+    }
 }
 
 pub fn run(
@@ -171,7 +186,7 @@ pub fn run(
             store_failed: Mutex::default(),
             file,
         });
-        let fences: Arc<Mutex<BTreeMap<Partition, Arc<AtomicBool>>>> = Arc::default();
+        let fences: Arc<Mutex<BTreeMap<Partition, Handle>>> = Arc::default();
         let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<Change>();
         let on_change = {
             let (ctx, fences) = (ctx.clone(), fences.clone());
@@ -180,8 +195,8 @@ pub fn run(
                 // Fenced here, on the lease loop, before the bucket can say the partition
                 // is free: nothing more is applied, published or acknowledged for it.
                 for p in &c.lost {
-                    if let Some(f) = fences.lock().unwrap().get(p) {
-                        f.store(true, Ordering::Release);
+                    if let Some(h) = fences.lock().unwrap().get(p) {
+                        h.fence();
                     }
                 }
                 let _ = changes_tx.send(c.clone());
@@ -199,7 +214,23 @@ pub fn run(
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let lease_task = tokio::spawn(leases.run(js.clone(), stopped(stop_rx.clone())));
+        // The leases on a thread, runtime and connection of their own: however busy the
+        // partitions keep the main runtime, a renewal is never late because of them.
+        let lease_thread = {
+            let (nats, stop) = (ctx.nats.clone(), stopped(stop_rx.clone()));
+            std::thread::Builder::new()
+                .name("leases".into())
+                .spawn(move || -> Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let client = nats.connect().await?;
+                        leases.run(jetstream::new(client), stop).await?;
+                        anyhow::Ok(())
+                    })
+                })?
+        };
 
         // The read models: every partition, from the events stream.
         let views = SharedViews::detached(RuleBook::builtin(), Calendar::builtin());
@@ -217,24 +248,39 @@ pub fn run(
             let ctx = ctx.clone();
             async move {
                 let mut running: BTreeMap<Partition, Running> = BTreeMap::new();
+                // Partitions winding down: one gained again starts once its last run ended
+                // (its store closed), and the others are not held up meanwhile.
+                let mut stopping: BTreeMap<Partition, tokio::task::JoinHandle<()>> =
+                    BTreeMap::new();
                 while let Some(change) = changes.recv().await {
                     for p in &change.lost {
                         if let Some(r) = running.remove(p) {
-                            stop_partition(*p, r).await;
+                            stopping.insert(*p, tokio::spawn(stop_partition(*p, r)));
                         }
                     }
                     for p in &change.gained {
-                        let fence = Arc::new(AtomicBool::new(false));
-                        fences.lock().unwrap().insert(*p, fence.clone());
                         let (stop, stop_rx) = watch::channel(false);
-                        let task =
-                            tokio::spawn(serve_partition(*p, ctx.clone(), fence.clone(), stop_rx));
-                        running.insert(*p, Running { fence, stop, task });
+                        let handle = Handle {
+                            fence: Arc::new(AtomicBool::new(false)),
+                            stop: Arc::new(stop),
+                        };
+                        fences.lock().unwrap().insert(*p, handle.clone());
+                        let task = tokio::spawn(serve_partition(
+                            *p,
+                            ctx.clone(),
+                            handle.fence.clone(),
+                            stop_rx,
+                            stopping.remove(p),
+                        ));
+                        running.insert(*p, Running { handle, task });
                     }
                 }
                 // The lease loop is gone (it released everything): stop what is left.
                 for (p, r) in std::mem::take(&mut running) {
                     stop_partition(p, r).await;
+                }
+                for (_, s) in stopping {
+                    let _ = s.await;
                 }
             }
         });
@@ -301,7 +347,10 @@ pub fn run(
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .await
             .context("serving HTTP")?;
-        lease_task.await.context("the lease loop")??;
+        tokio::task::spawn_blocking(move || lease_thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the lease thread panicked"))?
+            .context("the lease loop")?;
         manager.await.context("the partitions")?;
         views_task.await.context("the read models")?;
         let failed = ctx.store_failed.lock().unwrap().clone();
@@ -335,8 +384,7 @@ fn fold(views: &SharedViews, batch: Vec<(u64, aftersales_store::RecordedEvent)>)
 }
 
 async fn stop_partition(p: Partition, r: Running) {
-    r.fence.store(true, Ordering::Release);
-    let _ = r.stop.send(true);
+    r.handle.fence();
     match r.task.await {
         Ok(Ok(())) => tracing::info!(partition = %p, "partition stopped"),
         Ok(Err(e)) => {
@@ -405,7 +453,11 @@ async fn serve_partition(
     ctx: Arc<Ctx>,
     fence: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
+    previous: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<()> {
+    if let Some(previous) = previous {
+        let _ = previous.await;
+    }
     let (store, published) = open_partition(&ctx, p).await?;
     let dir = partition_dir(&ctx.data, p);
     // What the stream holds is published; anything after it (this instance's own

@@ -28,6 +28,7 @@ pub struct ClusterBenchOptions {
     pub messages: Option<usize>,
     pub instances: Vec<usize>,
     pub partitions: u64,
+    pub workers_per_partition: usize,
 }
 
 struct Instance {
@@ -47,21 +48,13 @@ impl Instance {
         Some(text)
     }
 
-    /// (partitions served, webhooks stored) by this instance.
-    fn progress(&self) -> (u64, u64) {
-        let Some(text) = self.metrics() else {
-            return (0, 0);
-        };
-        let served = text
-            .lines()
-            .filter(|l| l.starts_with("aftersales_partition_events_stored{"))
-            .count() as u64;
-        let stored = text
-            .lines()
-            .filter(|l| l.starts_with("aftersales_partition_ingest_stored_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        (served, stored)
+    /// Partitions this instance serves now.
+    fn served(&self) -> u64 {
+        self.metrics().map_or(0, |text| {
+            text.lines()
+                .filter(|l| l.starts_with("aftersales_partition_events_stored{"))
+                .count() as u64
+        })
     }
 }
 
@@ -93,7 +86,7 @@ pub fn run(opts: ClusterBenchOptions) -> Result<ExitCode> {
     println!("instances  stored/s   raw consume+ack/s  ratio   settle s  per-instance partitions");
     let mut rows = Vec::new();
     for &k in &opts.instances {
-        let row = case(k, messages, count)?;
+        let row = case(k, messages, count, opts.workers_per_partition)?;
         println!(
             "{k:>9}  {:>8.0}   {:>17.0}  {:>5.2}   {:>8.1}  {:?}",
             row.stored_per_s,
@@ -122,7 +115,7 @@ struct Row {
     shares: Vec<u64>,
 }
 
-fn case(k: usize, messages: usize, count: PartitionCount) -> Result<Row> {
+fn case(k: usize, messages: usize, count: PartitionCount, workers: usize) -> Result<Row> {
     let (_server, url) = own_server()?;
     let dir = tempfile::tempdir()?;
     let rt = runtime()?;
@@ -139,12 +132,12 @@ fn case(k: usize, messages: usize, count: PartitionCount) -> Result<Row> {
     let exe = std::env::current_exe().context("finding the aftersales binary")?;
     let started = Instant::now();
     let instances: Vec<Instance> = (0..k)
-        .map(|i| start(&exe, dir.path(), &url, i, count))
+        .map(|i| start(&exe, dir.path(), &url, i, count, workers))
         .collect::<Result<_>>()?;
     // Settled: every partition served somewhere, each instance at its share.
     let share = (count.get() as usize).div_ceil(k) as u64;
     let shares = loop {
-        let shares: Vec<u64> = instances.iter().map(|i| i.progress().0).collect();
+        let shares: Vec<u64> = instances.iter().map(Instance::served).collect();
         if shares.iter().sum::<u64>() == u64::from(count.get())
             && shares.iter().all(|&s| s + 1 >= share)
         {
@@ -160,16 +153,18 @@ fn case(k: usize, messages: usize, count: PartitionCount) -> Result<Row> {
 
     let started = Instant::now();
     rt.block_on(publish(&js, messages, count))?;
+    // Done when every partition's consumer has acked everything: the broker's count, which
+    // a partition that moved between instances meanwhile does not confuse.
     loop {
-        let stored: u64 = instances.iter().map(|i| i.progress().1).sum();
-        if stored >= messages as u64 {
+        let left = rt.block_on(unacked(&js, count))?;
+        if left == 0 {
             break;
         }
         ensure!(
             started.elapsed() < Duration::from_secs(600),
-            "{k} instances stored {stored} of {messages} in 10 minutes"
+            "{k} instances left {left} of {messages} unacknowledged after 10 minutes"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(20));
     }
     let stored_per_s = messages as f64 / started.elapsed().as_secs_f64();
     drop(instances);
@@ -182,7 +177,14 @@ fn case(k: usize, messages: usize, count: PartitionCount) -> Result<Row> {
     })
 }
 
-fn start(exe: &Path, dir: &Path, url: &str, i: usize, count: PartitionCount) -> Result<Instance> {
+fn start(
+    exe: &Path,
+    dir: &Path,
+    url: &str,
+    i: usize,
+    count: PartitionCount,
+    workers: usize,
+) -> Result<Instance> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -191,8 +193,9 @@ fn start(exe: &Path, dir: &Path, url: &str, i: usize, count: PartitionCount) -> 
         &config,
         format!(
             "[events]\npartitions = {}\npoll_millis = 5\n\n[cluster]\nenabled = true\n\
-             instance = \"bench-{i}\"\nlease_ttl_millis = 3000\nlease_margin_millis = 600\nworkers_per_partition = 16\n",
-            count.get()
+             instance = \"bench-{i}\"\nlease_ttl_millis = 3000\nlease_margin_millis = 600\nworkers_per_partition = {}\n",
+            count.get(),
+            workers
         ),
     )?;
     let log = std::fs::File::create(dir.join(format!("i{i}.log")))?;
@@ -232,6 +235,21 @@ async fn publish(js: &jetstream::Context, messages: usize, count: PartitionCount
         a.await?;
     }
     Ok(())
+}
+
+/// Messages the partitions' consumers have not acknowledged yet.
+async fn unacked(js: &jetstream::Context, count: PartitionCount) -> Result<u64> {
+    let stream = js.get_stream("AFTERSALES_WEBHOOKS").await?;
+    let mut left = 0;
+    for p in count.all() {
+        let mut c: consumer::PullConsumer = stream
+            .get_consumer(&format!("aftersales-ingest-p{p}"))
+            .await
+            .map_err(|e| anyhow::anyhow!("the consumer of partition {p}: {e}"))?;
+        let info = c.info().await?;
+        left += info.num_pending + info.num_ack_pending as u64;
+    }
+    Ok(left)
 }
 
 /// A durable pull consumer reading and acking the same `messages`: the broker's limit.

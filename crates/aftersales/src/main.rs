@@ -288,6 +288,9 @@ enum Bench {
         /// The deployment's partition count.
         #[arg(long, default_value_t = 12)]
         partitions: u64,
+        /// `[cluster] workers_per_partition` of each instance.
+        #[arg(long, default_value_t = 16)]
+        workers_per_partition: usize,
     },
 }
 
@@ -421,12 +424,14 @@ fn main() -> ExitCode {
                     messages,
                     instances,
                     partitions,
+                    workers_per_partition,
                 },
         } => cluster_bench::run(cluster_bench::ClusterBenchOptions {
             quick,
             messages,
             instances,
             partitions,
+            workers_per_partition,
         }),
     };
     match result {

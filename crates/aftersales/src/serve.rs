@@ -538,6 +538,8 @@ mod tests {
             Some("nats://127.0.0.1:4222")
         );
         assert_eq!(file.alerts.publish, PublisherConfig::default());
+        assert_eq!(file.store, StoreFileConfig::default());
+        assert_eq!(file.cluster, crate::cluster::ClusterConfig::default());
         let windows = file.alerts.windows().unwrap();
         assert_eq!(
             windows.window(aftersales_ticket::DeadlineKind::Review),
