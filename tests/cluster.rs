@@ -195,18 +195,7 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
     let b = Instance::start("b", dir.path(), &url);
     let c = Instance::start("c", dir.path(), &url);
     let all = [&a, &b, &c];
-    let spread = poll_for(Duration::from_secs(20), || {
-        let owned: Vec<u64> = all.iter().map(|i| i.owned().unwrap_or(0)).collect();
-        (owned.iter().sum::<u64>() == PARTITIONS && owned.iter().all(|&o| o >= 2)).then_some(owned)
-    });
-    let Some(spread) = spread else {
-        panic!(
-            "the partitions were not shared out\n{}\n{}\n{}",
-            a.tail(),
-            b.tail(),
-            c.tail()
-        );
-    };
+    let spread = shared_out(&all, "the partitions were not shared out");
     eprintln!("partitions owned by a, b, c: {spread:?}");
 
     // A steady feed (about 400/s); b dies in the middle of it, while it works.
@@ -265,18 +254,7 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
     // an unpublished tail the new owner replaced).
     let b = Instance::start("b", dir.path(), &url);
     let all = [&a, &b, &c];
-    let spread = poll_for(Duration::from_secs(20), || {
-        let owned: Vec<u64> = all.iter().map(|i| i.owned().unwrap_or(0)).collect();
-        (owned.iter().sum::<u64>() == PARTITIONS && owned.iter().all(|&o| o >= 2)).then_some(owned)
-    });
-    let Some(spread) = spread else {
-        panic!(
-            "b got no partitions back\n{}\n{}\n{}",
-            a.tail(),
-            b.tail(),
-            c.tail()
-        );
-    };
+    let spread = shared_out(&all, "b got no partitions back");
     eprintln!("after b's restart, partitions owned by a, b, c: {spread:?}");
     rt.block_on(publish(&js, MESSAGES..TOTAL, count));
 
@@ -377,11 +355,38 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
             i.tail()
         );
     }
-    // A ticket's own routes answer on its owner and send elsewhere with 421.
-    let t = ticket_of(7);
-    let path = format!("/v1/tickets/{t}");
-    let answered: Vec<bool> = all.iter().map(|i| i.get(&path).is_some()).collect();
-    assert_eq!(answered.iter().filter(|&&x| x).count(), 1, "{answered:?}");
+    // A ticket's own routes answer on every instance alike: from its partition's store on
+    // the owner, from the events stream elsewhere. One ticket per partition.
+    let mut checked = HashSet::new();
+    for n in 0..TOTAL {
+        let t = ticket_of(n);
+        if !checked.insert(partition_of(&t, count)) {
+            continue;
+        }
+        let answers: Vec<(serde_json::Value, serde_json::Value)> = all
+            .iter()
+            .map(|i| {
+                let json = |path: String| -> serde_json::Value {
+                    serde_json::from_str(&i.get(&path).unwrap_or_else(|| {
+                        panic!("{} did not answer {path}\n{}", i.name, i.tail())
+                    }))
+                    .unwrap()
+                };
+                let ticket = json(format!("/v1/tickets/{t}"));
+                let events = json(format!("/v1/tickets/{t}/events"));
+                (ticket["ticket"].clone(), events["events"].clone())
+            })
+            .collect();
+        assert!(
+            answers[0].1.as_array().is_some_and(|e| !e.is_empty()),
+            "{t}: no events"
+        );
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "{t}: the instances answer differently"
+        );
+    }
+    assert_eq!(checked.len() as u64, PARTITIONS);
 
     let rebuilt = std::fs::read_to_string(&b.log).unwrap_or_default();
     for line in rebuilt
@@ -400,6 +405,19 @@ fn header(m: &async_nats::jetstream::message::StreamMessage, name: &str) -> Stri
         .get(name)
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default()
+}
+
+/// The partitions each instance owns once they are all owned, at least 2 each; panics
+/// with `what` and the instances' logs after 20 s.
+fn shared_out(all: &[&Instance], what: &str) -> Vec<u64> {
+    let spread = poll_for(Duration::from_secs(20), || {
+        let owned: Vec<u64> = all.iter().map(|i| i.owned().unwrap_or(0)).collect();
+        (owned.iter().sum::<u64>() == PARTITIONS && owned.iter().all(|&o| o >= 2)).then_some(owned)
+    });
+    spread.unwrap_or_else(|| {
+        let logs: Vec<String> = all.iter().map(|i| i.tail()).collect();
+        panic!("{what}\n{}", logs.join("\n"))
+    })
 }
 
 /// `f`'s first `Some` within `timeout`, looking every 100 ms.

@@ -9,10 +9,10 @@
 //! (nothing more is applied, published or acknowledged), then its work is stopped.
 //!
 //! The read models fold the events stream of every partition, so any instance's
-//! dashboards answer for all of them; a ticket's own routes answer from its partition's
-//! owner (421 `partition_elsewhere` elsewhere).
+//! dashboards answer for all of them; a ticket's own routes read its partition's store
+//! here, or its events back from the stream by their sequences.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,6 +118,9 @@ struct Ctx {
     stats: Mutex<BTreeMap<Partition, PartitionStats>>,
     /// Set when a partition's store could not write: the process stops (exit 75).
     store_failed: Mutex<Option<String>>,
+    /// Per ticket, the events stream sequences of its events (as far as the read models
+    /// have read): how a ticket of a partition served elsewhere is read (8 bytes an event).
+    sequences: Mutex<HashMap<String, Vec<u64>>>,
 }
 
 /// A served partition's counters.
@@ -184,6 +187,7 @@ pub fn run(
             tickets: Mutex::default(),
             stats: Mutex::default(),
             store_failed: Mutex::default(),
+            sequences: Mutex::default(),
             file,
         });
         let fences: Arc<Mutex<BTreeMap<Partition, Handle>>> = Arc::default();
@@ -236,10 +240,20 @@ pub fn run(
         let views = SharedViews::detached(RuleBook::builtin(), Calendar::builtin());
         let views_task = tokio::spawn({
             let (views, js, cfg) = (views.clone(), js.clone(), ctx.file.events.clone());
-            let stop = stopped(stop_rx.clone());
+            let (ctx, stop) = (ctx.clone(), stopped(stop_rx.clone()));
             async move {
-                aftersales_eventstream::follow(&js, &cfg, 1, |batch| fold(&views, batch), stop)
-                    .await
+                let on_batch = |batch: Vec<(u64, aftersales_store::RecordedEvent)>| {
+                    let mut sequences = ctx.sequences.lock().unwrap();
+                    for (sequence, record) in &batch {
+                        sequences
+                            .entry(record.stream.as_str().to_owned())
+                            .or_default()
+                            .push(*sequence);
+                    }
+                    drop(sequences);
+                    fold(&views, batch);
+                };
+                aftersales_eventstream::follow(&js, &cfg, 1, on_batch, stop).await
             }
         });
 
@@ -287,21 +301,32 @@ pub fn run(
 
         let ready = Arc::new(AtomicBool::new(false));
         let api = Api {
-            // Webhooks come through NATS only; a ticket's routes answer from its owner.
-            tickets: TicketSource::Partitioned(Arc::new({
-                let ctx = ctx.clone();
-                let instance = instance.clone();
-                move |id| {
-                    let p = partition_of(id, ctx.count);
-                    ctx.tickets.lock().unwrap().get(&p).cloned().ok_or_else(|| {
-                        format!(
-                            "ticket {id} is on partition {p}, which instance {instance} does \
-                             not serve now; ask its owner (the {} bucket names it)",
-                            ctx.file.cluster.lease_bucket
-                        )
-                    })
-                }
-            })),
+            // Webhooks come through NATS only; a ticket's routes answer from its partition's
+            // store here, or from the events stream.
+            tickets: TicketSource::Partitioned {
+                owner: Arc::new({
+                    let ctx = ctx.clone();
+                    move |id| {
+                        let p = partition_of(id, ctx.count);
+                        let served = ctx.tickets.lock().unwrap().get(&p).cloned();
+                        served.ok_or_else(|| format!("partition {p} is served elsewhere"))
+                    }
+                }),
+                stream: Some(Arc::new({
+                    let (ctx, js) = (ctx.clone(), js.clone());
+                    move |id| {
+                        let sequences = ctx
+                            .sequences
+                            .lock()
+                            .unwrap()
+                            .get(id.as_str())
+                            .cloned()
+                            .unwrap_or_default();
+                        let (js, name) = (js.clone(), ctx.file.events.stream.clone());
+                        Box::pin(async move { stream_history(&js, &name, sequences).await })
+                    }
+                })),
+            },
             scheduler: None,
             ingest: None,
             alerts: None,
@@ -365,6 +390,30 @@ pub fn run(
     }
     eprintln!("stopped cleanly: every partition handed back");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A ticket's records read back from the events stream by their sequences.
+async fn stream_history(
+    js: &jetstream::Context,
+    name: &str,
+    sequences: Vec<u64>,
+) -> std::result::Result<Vec<aftersales_store::RecordedEvent>, String> {
+    if sequences.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stream = js.get_stream(name).await.map_err(|e| e.to_string())?;
+    let mut records = Vec::with_capacity(sequences.len());
+    for sequence in sequences {
+        let m = stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(|e| format!("{name} message {sequence}: {e}"))?;
+        records.push(
+            aftersales_eventstream::record_from(&m.headers, &m.payload)
+                .map_err(|e| format!("{name} message {sequence}: {e}"))?,
+        );
+    }
+    Ok(records)
 }
 
 fn fold(views: &SharedViews, batch: Vec<(u64, aftersales_store::RecordedEvent)>) {
@@ -459,6 +508,13 @@ async fn serve_partition(
         let _ = previous.await;
     }
     let (store, published) = open_partition(&ctx, p).await?;
+    // A lease lost while the store was rebuilt: nothing of it may start, not even a
+    // publisher (it would publish this store's unpublished tail).
+    if !ctx.owned.lock().unwrap().contains(&p) || fence.load(Ordering::Acquire) {
+        tracing::info!(partition = %p, "lease lost while the store was brought up to date");
+        tokio::task::spawn_blocking(move || store.close()).await??;
+        return Ok(());
+    }
     let dir = partition_dir(&ctx.data, p);
     // What the stream holds is published; anything after it (this instance's own
     // unpublished tail) is published from here.

@@ -15,7 +15,7 @@
 
 mod rebuild;
 
-pub use rebuild::{follow, rebuild, record_of, RebuildError, Rebuilt};
+pub use rebuild::{follow, rebuild, record_from, record_of, RebuildError, Rebuilt};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

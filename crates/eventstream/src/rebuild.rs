@@ -142,6 +142,14 @@ async fn import(store: &Arc<Store>, batch: Vec<RecordedEvent>) -> Result<u64, St
 /// The record a message of the events stream carries (see the crate docs for the headers).
 pub fn record_of(message: &jetstream::Message) -> Result<RecordedEvent, String> {
     let headers = message.headers.as_ref().ok_or("it has no headers")?;
+    record_from(headers, &message.payload)
+}
+
+/// The record a stored message of the events stream carries (a direct get by sequence).
+pub fn record_from(
+    headers: &async_nats::HeaderMap,
+    payload: &[u8],
+) -> Result<RecordedEvent, String> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -170,7 +178,7 @@ pub fn record_of(message: &jetstream::Message) -> Result<RecordedEvent, String> 
         position: number("Aftersales-Position")?,
         event_type: header("Aftersales-Event")?.to_owned(),
         recorded_at,
-        payload: message.payload.to_vec(),
+        payload: payload.to_vec(),
         hash,
     })
 }
@@ -201,27 +209,28 @@ pub async fn follow(
 ) {
     tokio::pin!(stop);
     let pause = Duration::from_millis(500);
+    let mut failures = 0u32;
     loop {
-        let consumer = match follow_consumer(js, cfg, from).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(stream = %cfg.stream, error = %e, "cannot follow the events stream yet; retrying");
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(pause) => continue,
-                }
-            }
+        let opened = match follow_consumer(js, cfg, from).await {
+            Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
-        let mut messages = match consumer.messages().await {
+        let mut messages = match opened {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(stream = %cfg.stream, error = %e, "cannot follow the events stream yet; retrying");
+                // No stream yet (nothing published so far) or no broker: look again, and
+                // say so once it lasts (every 10 s).
+                if failures % 20 == 19 {
+                    tracing::warn!(stream = %cfg.stream, error = %e, "cannot follow the events stream yet; retrying");
+                }
+                failures += 1;
                 tokio::select! {
                     _ = &mut stop => return,
                     _ = tokio::time::sleep(pause) => continue,
                 }
             }
         };
+        failures = 0;
         loop {
             let next = tokio::select! {
                 _ = &mut stop => return,

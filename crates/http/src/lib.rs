@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aftersales_alerts::PublisherStats;
-use aftersales_app::{HandleError, Tickets};
+use aftersales_app::{HandleError, Stored, Tickets};
 use aftersales_clock::Clock;
 use aftersales_ingest::{Outcome, Stats};
 use aftersales_scheduler::Scheduler;
+use aftersales_store::RecordedEvent;
 use aftersales_ticket::{Platform, State, Ticket, TicketId};
 use aftersales_views::SharedViews;
 use axum::body::{to_bytes, Body};
@@ -27,6 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -86,29 +88,67 @@ pub enum TicketSource {
     /// One store holds every ticket.
     One(Arc<Tickets>),
     /// A partitioned deployment (docs/PARTITIONS.md): the ticket's partition's handler
-    /// if this instance owns it, else why not (answered 421 `partition_elsewhere`).
-    /// Webhooks come through NATS only (POST answers 421 `partitioned`).
-    Partitioned(OwnerOf),
+    /// if this instance owns it; else its history from the events stream, if given
+    /// (otherwise 421 `partition_elsewhere`). Webhooks come through NATS only (POST
+    /// answers 421 `partitioned`).
+    Partitioned {
+        owner: OwnerOf,
+        stream: Option<StreamHistory>,
+    },
 }
 
 /// A partitioned instance's lookup: the handler of a ticket's partition, or why not here.
 pub type OwnerOf = Arc<dyn Fn(&TicketId) -> Result<Arc<Tickets>, String> + Send + Sync>;
 
+/// A ticket's records, in order, read from the events stream; or why they cannot be.
+pub type StreamHistory = Arc<
+    dyn Fn(
+            TicketId,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Vec<RecordedEvent>, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 impl Api {
-    fn tickets_for(&self, id: &TicketId) -> Result<Arc<Tickets>, ApiError> {
-        match &self.tickets {
-            TicketSource::One(t) => Ok(t.clone()),
-            TicketSource::Partitioned(owner) => owner(id).map_err(|why| {
-                ApiError::new(StatusCode::MISDIRECTED_REQUEST, "partition_elsewhere", why)
+    /// The ticket and its history as recorded up to `as_of` (all of it without), from the
+    /// store that holds it or from the events stream.
+    async fn ticket_history(
+        &self,
+        id: &TicketId,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<(Ticket, Vec<Stored>), ApiError> {
+        let tickets = match &self.tickets {
+            TicketSource::One(t) => t.clone(),
+            TicketSource::Partitioned { owner, stream } => match (owner(id), stream) {
+                (Ok(t), _) => t,
+                (Err(_), Some(read)) => return from_stream(read, id, as_of).await,
+                (Err(why), None) => {
+                    return Err(ApiError::new(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "partition_elsewhere",
+                        why,
+                    ))
+                }
+            },
+        };
+        let key = id.clone();
+        Ok(views::blocking(self, move || match as_of {
+            Some(at) => tickets.load_as_of(&key, at),
+            // One read of the stream: the ticket is the fold of the history just read.
+            None => tickets.history(&key).map(|h| {
+                let ticket = Ticket::replay(h.iter().map(|s| &s.envelope.event));
+                (ticket, h)
             }),
-        }
+        })
+        .await??)
     }
 
     /// The one store's head, when there is one store.
     fn head(&self) -> Option<u64> {
         match &self.tickets {
             TicketSource::One(t) => Some(t.store().head_position()),
-            TicketSource::Partitioned(_) => None,
+            TicketSource::Partitioned { .. } => None,
         }
     }
 }
@@ -269,6 +309,25 @@ async fn readyz(Shared(api): Shared<Api>) -> Response {
     }
 }
 
+/// A ticket's history from the events stream (a partitioned instance that does not own
+/// its partition): the same records the owner's store holds, folded the same way.
+async fn from_stream(
+    read: &StreamHistory,
+    id: &TicketId,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(Ticket, Vec<Stored>), ApiError> {
+    let records = read(id.clone())
+        .await
+        .map_err(|why| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "events_stream", why))?;
+    let history: Vec<Stored> = records
+        .into_iter()
+        .filter(|r| as_of.is_none_or(|at| r.recorded_at <= at))
+        .map(aftersales_app::read_record)
+        .collect::<Result<_, _>>()?;
+    let ticket = Ticket::replay(history.iter().map(|s| &s.envelope.event));
+    Ok((ticket, history))
+}
+
 fn ticket_id(id: Result<Path<String>, PathRejection>) -> Result<TicketId, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_ticket_id", message);
     // A segment that does not decode to UTF-8 (`%FF`) is refused like any other bad id,
@@ -298,17 +357,7 @@ async fn ticket(
         )
     })?;
     let as_of = views::instant("as_of", q.as_of.as_deref())?;
-    let tickets = api.tickets_for(&id)?;
-    let key = id.clone();
-    let (ticket, history) = views::blocking(&api, move || match as_of {
-        Some(at) => tickets.load_as_of(&key, at),
-        // One read of the stream: the ticket is the fold of the history just read.
-        None => tickets.history(&key).map(|h| {
-            let ticket = Ticket::replay(h.iter().map(|s| &s.envelope.event));
-            (ticket, h)
-        }),
-    })
-    .await??;
+    let (ticket, history) = api.ticket_history(&id, as_of).await?;
     if history.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -354,9 +403,7 @@ async fn events(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = ticket_id(id)?;
-    let tickets = api.tickets_for(&id)?;
-    let key = id.clone();
-    let history = views::blocking(&api, move || tickets.history(&key)).await??;
+    let (_, history) = api.ticket_history(&id, None).await?;
     if history.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -23,14 +23,19 @@ fn serve(tokens: Tokens) -> Server {
 }
 
 fn serve_with(tokens: Tokens, secrets: WebhookSecrets) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
-    let api = Api {
+    serve_api(|api| Api {
         tokens,
         max_body_bytes: 4096,
         secrets: Arc::new(secrets),
-        ..Api::new(Arc::new(Tickets::new(Arc::new(store)).unwrap()))
-    };
+        ..api
+    })
+}
+
+/// An API over a fresh store, as `shape` makes it from `Api::new`.
+fn serve_api(shape: impl FnOnce(Api) -> Api) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::new(Arc::new(SystemClock))).unwrap();
+    let api = shape(Api::new(Arc::new(Tickets::new(Arc::new(store)).unwrap())));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -358,4 +363,58 @@ fn generic_sources_must_carry_the_hmac() {
     assert_eq!(stored(&s, "myshop:43"), 404);
     post_expect(&s, path, &header(&sign), &body, 200, None);
     assert_eq!(stored(&s, "myshop:42"), 200);
+}
+
+#[test]
+fn a_partitioned_instance_refuses_webhooks_and_says_where_a_ticket_cannot_be_read() {
+    use aftersales_http::TicketSource;
+    // Partition "tmall" is served here; every other ticket is elsewhere. No stream reader
+    // first, then one whose broker does not answer.
+    let partitioned = |stream: Option<aftersales_http::StreamHistory>| {
+        move |api: Api| {
+            let TicketSource::One(local) = api.tickets.clone() else {
+                unreachable!()
+            };
+            Api {
+                tickets: TicketSource::Partitioned {
+                    owner: Arc::new(move |id| {
+                        if id.as_str().starts_with("tmall:") {
+                            Ok(local.clone())
+                        } else {
+                            Err(format!("{id} is served elsewhere"))
+                        }
+                    }),
+                    stream,
+                },
+                ..api
+            }
+        }
+    };
+    let s = serve_api(partitioned(None));
+    let created = tmc("RefundCreated", 1, "2026-11-20 10:00:00");
+    let (status, body) = call(&s, "POST", "/v1/webhooks/taobao", None, &created);
+    assert_eq!(
+        (status, json(&body)["error"]["code"].clone()),
+        (421, "partitioned".into())
+    );
+    let (status, body) = call(&s, "GET", "/v1/tickets/jd:1", None, b"");
+    assert_eq!(
+        (status, json(&body)["error"]["code"].clone()),
+        (421, "partition_elsewhere".into())
+    );
+    // The served partition answers from its store (nothing stored: 404).
+    let (status, body) = call(&s, "GET", "/v1/tickets/tmall:31/events", None, b"");
+    assert_eq!(
+        (status, json(&body)["error"]["code"].clone()),
+        (404, "ticket_not_found".into())
+    );
+
+    let down: aftersales_http::StreamHistory =
+        Arc::new(|_| Box::pin(async { Err("no responders".to_string()) }));
+    let s = serve_api(partitioned(Some(down)));
+    let (status, body) = call(&s, "GET", "/v1/tickets/jd:1", None, b"");
+    assert_eq!(
+        (status, json(&body)["error"]["code"].clone()),
+        (503, "events_stream".into())
+    );
 }
