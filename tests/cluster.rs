@@ -37,15 +37,12 @@ struct Instance {
     port: u16,
     child: Child,
     log: PathBuf,
+    /// The read token the instance's config asks for, if any.
+    token: Option<&'static str>,
 }
 
 impl Instance {
     fn start(name: &'static str, dir: &Path, url: &str) -> Instance {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
@@ -56,6 +53,22 @@ impl Instance {
             ),
         )
         .unwrap();
+        Instance::start_with(name, dir, url, &config, None)
+    }
+
+    /// An instance on a given config file (`--nats` and a loopback `--http` override it).
+    fn start_with(
+        name: &'static str,
+        dir: &Path,
+        url: &str,
+        config: &Path,
+        token: Option<&'static str>,
+    ) -> Instance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
             .args(["serve", "--nats", url, "--http"])
@@ -63,7 +76,7 @@ impl Instance {
             .arg("--data")
             .arg(dir.join(name))
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -74,6 +87,7 @@ impl Instance {
             port,
             child,
             log,
+            token,
         }
     }
 
@@ -82,7 +96,13 @@ impl Instance {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream
             .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+                    self.token
+                        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                        .unwrap_or_default()
+                )
+                .as_bytes(),
             )
             .ok()?;
         let mut text = String::new();
@@ -410,9 +430,15 @@ fn header(m: &async_nats::jetstream::message::StreamMessage, name: &str) -> Stri
 /// The partitions each instance owns once they are all owned, at least 2 each; panics
 /// with `what` and the instances' logs after 20 s.
 fn shared_out(all: &[&Instance], what: &str) -> Vec<u64> {
-    let spread = poll_for(Duration::from_secs(20), || {
+    shared_out_of(all, PARTITIONS, 2, what)
+}
+
+/// [`shared_out`] for `partitions`, each instance holding at least `least`.
+fn shared_out_of(all: &[&Instance], partitions: u64, least: u64, what: &str) -> Vec<u64> {
+    let spread = poll_for(Duration::from_secs(60), || {
         let owned: Vec<u64> = all.iter().map(|i| i.owned().unwrap_or(0)).collect();
-        (owned.iter().sum::<u64>() == PARTITIONS && owned.iter().all(|&o| o >= 2)).then_some(owned)
+        (owned.iter().sum::<u64>() == partitions && owned.iter().all(|&o| o >= least))
+            .then_some(owned)
     });
     spread.unwrap_or_else(|| {
         let logs: Vec<String> = all.iter().map(|i| i.tail()).collect();
@@ -432,4 +458,62 @@ fn poll_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The compose deployment's own configs (deploy/compose/aftersales-{0,1}.toml, 64
+/// partitions, default leases and tokens), with `--nats` pointing at a test server instead
+/// of the `nats` service and HTTP on loopback: the two instances share the partitions
+/// out, take a webhook in and show it on both dashboards.
+#[test]
+fn the_compose_configs_run_two_instances_that_share_64_partitions() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose");
+    let token = Some("dashboards-change-me");
+    let zero = Instance::start_with(
+        "aftersales-0",
+        dir.path(),
+        &url,
+        &deploy.join("aftersales-0.toml"),
+        token,
+    );
+    let one = Instance::start_with(
+        "aftersales-1",
+        dir.path(),
+        &url,
+        &deploy.join("aftersales-1.toml"),
+        token,
+    );
+    let both = [&zero, &one];
+    let spread = shared_out_of(
+        &both,
+        64,
+        32,
+        "the compose instances did not share 64 partitions",
+    );
+    assert_eq!(spread, [32, 32]);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(url.as_str()).await.unwrap());
+        publish(&js, 0..20, PartitionCount::new(64).unwrap()).await;
+    });
+    for i in both {
+        let seen = poll_for(Duration::from_secs(20), || {
+            (i.dashboard_tickets() == Some(20)).then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{} counts {:?}\n{}",
+            i.name,
+            i.dashboard_tickets(),
+            i.tail()
+        );
+    }
+    zero.terminate();
+    one.terminate();
 }
