@@ -507,7 +507,20 @@ async fn serve_partition(
     if let Some(previous) = previous {
         let _ = previous.await;
     }
-    let (store, published) = open_partition(&ctx, p).await?;
+    // A broker that does not answer (or a store that cannot open) is tried again for as
+    // long as the lease lasts: a partition this instance holds must not sit unserved.
+    let (store, published) = loop {
+        match open_partition(&ctx, p).await {
+            Ok(opened) => break opened,
+            Err(e) => {
+                tracing::error!(partition = %p, error = %format!("{e:#}"), "the partition could not be taken up; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if *stop.borrow() || fence.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+        }
+    };
     // A lease lost while the store was rebuilt: nothing of it may start, not even a
     // publisher (it would publish this store's unpublished tail).
     if !ctx.owned.lock().unwrap().contains(&p) || fence.load(Ordering::Acquire) {
