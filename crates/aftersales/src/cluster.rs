@@ -38,6 +38,7 @@ use async_nats::jetstream;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::ingest::until_stopped;
 use crate::serve::{FileConfig, EXIT_STORE_FAILED};
 use crate::timers::rule_pack_chooser;
 
@@ -215,13 +216,10 @@ pub fn run(
             },
             on_change,
         )?;
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         // The leases on a thread, runtime and connection of their own: however busy the
         // partitions keep the main runtime, a renewal is never late because of them.
         let lease_thread = {
-            let (nats, stop) = (ctx.nats.clone(), stopped(stop_rx.clone()));
+            let (nats, stop) = (ctx.nats.clone(), until_stopped(stop_rx.clone()));
             std::thread::Builder::new()
                 .name("leases".into())
                 .spawn(move || -> Result<()> {
@@ -240,7 +238,7 @@ pub fn run(
         let views = SharedViews::detached(RuleBook::builtin(), Calendar::builtin());
         let views_task = tokio::spawn({
             let (views, js, cfg) = (views.clone(), js.clone(), ctx.file.events.clone());
-            let (ctx, stop) = (ctx.clone(), stopped(stop_rx.clone()));
+            let (ctx, stop) = (ctx.clone(), until_stopped(stop_rx.clone()));
             async move {
                 let on_batch = |batch: Vec<(u64, aftersales_store::RecordedEvent)>| {
                     let mut sequences = ctx.sequences.lock().unwrap();
@@ -369,7 +367,7 @@ pub fn run(
             }
         });
         axum::serve(listener, router(api))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .with_graceful_shutdown(until_stopped(stop_rx.clone()))
             .await
             .context("serving HTTP")?;
         tokio::task::spawn_blocking(move || lease_thread.join())
@@ -543,18 +541,15 @@ async fn serve_partition(
         Calendar::builtin(),
         ctx.file.alerts.windows()?,
     )?);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let events = EventPublisher::new(store.clone(), events_cursor(&dir), &ctx.file.events)?;
     let events_stats = events.stats();
-    let events_task = tokio::spawn(events.run(ctx.client.clone(), stopped(stop.clone())));
+    let events_task = tokio::spawn(events.run(ctx.client.clone(), until_stopped(stop.clone())));
     let alerts = Publisher::new(
         store.clone(),
         alerts_cursor(&dir),
         ctx.file.alerts.publish.clone(),
     );
-    let alerts_task = tokio::spawn(alerts.run(ctx.client.clone(), stopped(stop.clone())));
+    let alerts_task = tokio::spawn(alerts.run(ctx.client.clone(), until_stopped(stop.clone())));
     let timer_stop = Arc::new(AtomicBool::new(false));
     let timer_thread = {
         let (scheduler, stop) = (scheduler.clone(), timer_stop.clone());
@@ -591,7 +586,10 @@ async fn serve_partition(
                     events: events_stats.clone(),
                 };
                 ctx.stats.lock().unwrap().insert(p, stats);
-                match run.run(ctx.client.clone(), stopped(stop.clone())).await {
+                match run
+                    .run(ctx.client.clone(), until_stopped(stop.clone()))
+                    .await
+                {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(partition = %p, error = %e, "the partition's ingest failed; starting it again");
@@ -619,7 +617,7 @@ async fn serve_partition(
     }
     ctx.tickets.lock().unwrap().remove(&p);
     ctx.stats.lock().unwrap().remove(&p);
-    let _ = stopped(stop).await;
+    let _ = until_stopped(stop).await;
     timer_stop.store(true, Ordering::Release);
     let _ = tokio::task::spawn_blocking(move || timer_thread.join()).await;
     events_task.await??;

@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 use aftersales_ingest::bench::sample;
 use aftersales_partition::{partition_of, PartitionCount};
 use aftersales_ticket::TicketId;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
 
-use crate::ingest::{own_server, runtime};
+use crate::ingest::{own_server, publish_confirmed, raw_consume_ack, runtime};
 
 pub struct ClusterBenchOptions {
     pub quick: bool,
@@ -168,7 +167,10 @@ fn case(k: usize, messages: usize, count: PartitionCount, workers: usize) -> Res
     }
     let stored_per_s = messages as f64 / started.elapsed().as_secs_f64();
     drop(instances);
-    let raw_per_s = rt.block_on(raw(&js, messages))?;
+    let raw_per_s = rt.block_on(async {
+        let stream = js.get_stream("AFTERSALES_WEBHOOKS").await?;
+        raw_consume_ack(&stream, "bench-raw", messages, 1024).await
+    })?;
     Ok(Row {
         stored_per_s,
         raw_per_s,
@@ -220,21 +222,14 @@ fn start(
 }
 
 async fn publish(js: &jetstream::Context, messages: usize, count: PartitionCount) -> Result<()> {
-    let mut acks = Vec::with_capacity(1024);
-    for n in 0..messages {
-        let ticket = TicketId::parse(&format!("tmall:{}", 100_000_000 + n))?;
-        let subject = format!("aftersales.webhooks.tmall.{}", partition_of(&ticket, count));
-        acks.push(js.publish(subject, sample(n)).await?);
-        if acks.len() == 1024 {
-            for a in acks.drain(..) {
-                a.await?;
-            }
-        }
-    }
-    for a in acks {
-        a.await?;
-    }
-    Ok(())
+    let subjects = (0..messages)
+        .map(|n| {
+            let ticket = TicketId::parse(&format!("tmall:{}", 100_000_000 + n))?;
+            let p = partition_of(&ticket, count);
+            Ok((format!("aftersales.webhooks.tmall.{p}"), sample(n)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    publish_confirmed(js, subjects).await
 }
 
 /// Messages the partitions' consumers have not acknowledged yet.
@@ -250,34 +245,4 @@ async fn unacked(js: &jetstream::Context, count: PartitionCount) -> Result<u64> 
         left += info.num_pending + info.num_ack_pending as u64;
     }
     Ok(left)
-}
-
-/// A durable pull consumer reading and acking the same `messages`: the broker's limit.
-async fn raw(js: &jetstream::Context, messages: usize) -> Result<f64> {
-    let stream = js.get_stream("AFTERSALES_WEBHOOKS").await?;
-    let raw: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            "bench-raw",
-            consumer::pull::Config {
-                durable_name: Some("bench-raw".into()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                max_ack_pending: 1024,
-                ..Default::default()
-            },
-        )
-        .await?;
-    let started = Instant::now();
-    let mut stream = raw.stream().max_messages_per_batch(256).messages().await?;
-    let mut seen = 0;
-    while seen < messages {
-        match stream.next().await {
-            Some(Ok(m)) => {
-                m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                seen += 1;
-            }
-            Some(Err(e)) => bail!("raw consumer: {e}"),
-            None => bail!("raw consumer ended"),
-        }
-    }
-    Ok(messages as f64 / started.elapsed().as_secs_f64())
 }

@@ -31,6 +31,70 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Completes once `rx` says stop (or its sender is gone).
+pub(crate) async fn until_stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Publishes every `(subject, payload)` and returns once the broker confirmed them all,
+/// 1,024 confirmations awaited at a time (the client holds at most 5,000 unconfirmed).
+pub(crate) async fn publish_confirmed(
+    js: &async_nats::jetstream::Context,
+    messages: impl IntoIterator<Item = (String, bytes::Bytes)>,
+) -> Result<()> {
+    let mut acks = Vec::with_capacity(1024);
+    for (subject, payload) in messages {
+        acks.push(js.publish(subject, payload).await?);
+        if acks.len() == 1024 {
+            for a in acks.drain(..) {
+                a.await?;
+            }
+        }
+    }
+    for a in acks {
+        a.await?;
+    }
+    Ok(())
+}
+
+/// The broker's limit in the benchmarks: a durable pull consumer `name` on `stream` that
+/// reads `count` messages and acks each, nothing else; messages/s.
+pub(crate) async fn raw_consume_ack(
+    stream: &async_nats::jetstream::stream::Stream,
+    name: &str,
+    count: usize,
+    max_in_flight: usize,
+) -> Result<f64> {
+    use async_nats::jetstream::consumer;
+    use futures_util::StreamExt;
+    let raw: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            name,
+            consumer::pull::Config {
+                durable_name: Some(name.into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: max_in_flight as i64,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("creating the raw consumer")?;
+    let started = std::time::Instant::now();
+    let mut messages = raw
+        .stream()
+        .max_messages_per_batch(max_in_flight.clamp(1, 256))
+        .messages()
+        .await?;
+    for _ in 0..count {
+        match messages.next().await {
+            Some(Ok(m)) => m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?,
+            Some(Err(e)) => anyhow::bail!("raw consume: {e}"),
+            None => anyhow::bail!("the raw consumer's stream ended"),
+        }
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

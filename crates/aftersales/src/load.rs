@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use aftersales_ingest::{bench, deadletter, IngestConfig};
 use anyhow::{bail, ensure, Context, Result};
-use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
+use async_nats::jetstream;
 
-use crate::ingest::{own_server, runtime};
+use crate::ingest::{own_server, publish_confirmed, raw_consume_ack, runtime};
 
 /// What `bench load` was asked for; `None` takes the default of the form (quick or full).
 pub struct LoadOptions {
@@ -191,7 +190,7 @@ pub fn run(opts: LoadOptions) -> Result<ExitCode> {
 
     let rt = runtime()?;
     eprintln!("… raw JetStream consume + ack of {RAW_MESSAGES} messages (a stream of its own)");
-    let raw_per_s = rt.block_on(raw_consume_ack(&cfg, run_id))?;
+    let raw_per_s = rt.block_on(raw_limit(&cfg, run_id))?;
     let js = rt.block_on(async {
         let js = jetstream::new(cfg.connect().await?);
         // Created before the service starts so the first publish has a stream to land in.
@@ -299,7 +298,7 @@ pub fn run(opts: LoadOptions) -> Result<ExitCode> {
 
 /// The raw limit: publish `RAW_MESSAGES` to a stream of its own, then consume and ack them
 /// with a pull consumer and nothing else; the stream is deleted after.
-async fn raw_consume_ack(cfg: &IngestConfig, run_id: u32) -> Result<f64> {
+async fn raw_limit(cfg: &IngestConfig, run_id: u32) -> Result<f64> {
     let js = jetstream::new(cfg.connect().await?);
     let name = format!("LOAD_RAW_{run_id}");
     let subject = format!("loadraw{run_id}.tmall");
@@ -312,45 +311,9 @@ async fn raw_consume_ack(cfg: &IngestConfig, run_id: u32) -> Result<f64> {
         })
         .await
         .context("creating the raw stream")?;
-    let mut acks = Vec::with_capacity(1024);
-    for n in 0..RAW_MESSAGES {
-        acks.push(js.publish(subject.clone(), bench::sample(n)).await?);
-        if acks.len() == 1024 {
-            for a in acks.drain(..) {
-                a.await?;
-            }
-        }
-    }
-    for a in acks {
-        a.await?;
-    }
-    let raw: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            "raw",
-            consumer::pull::Config {
-                durable_name: Some("raw".into()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                max_ack_pending: cfg.max_in_flight as i64,
-                ..Default::default()
-            },
-        )
-        .await
-        .context("creating the raw consumer")?;
-    let started = Instant::now();
-    let mut messages = raw
-        .stream()
-        .max_messages_per_batch(cfg.max_in_flight.clamp(1, 256))
-        .messages()
-        .await?;
-    for _ in 0..RAW_MESSAGES {
-        match messages.next().await {
-            Some(Ok(m)) => m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?,
-            Some(Err(e)) => bail!("raw consume: {e}"),
-            None => bail!("the raw consumer's stream ended"),
-        }
-    }
-    let per_s = RAW_MESSAGES as f64 / started.elapsed().as_secs_f64();
-    drop(messages);
+    let messages = (0..RAW_MESSAGES).map(|n| (subject.clone(), bench::sample(n)));
+    publish_confirmed(&js, messages).await?;
+    let per_s = raw_consume_ack(&stream, "raw", RAW_MESSAGES, cfg.max_in_flight).await?;
     js.delete_stream(&name)
         .await
         .context("deleting the raw stream")?;

@@ -24,7 +24,7 @@ use aftersales_views::{Loaded, SharedViews};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
-use crate::ingest::{runtime, shutdown_signal};
+use crate::ingest::{runtime, shutdown_signal, until_stopped};
 use crate::timers::rule_pack_chooser;
 
 /// The config file (TOML): `[nats]` (docs/INGEST.md), `[http]`, `[alerts]`,
@@ -309,9 +309,6 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let result = rt.block_on(async {
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         let nats = match nats_cfg {
             Some(cfg) => {
                 let client = cfg.connect().await?;
@@ -323,7 +320,9 @@ pub fn run(
                 );
                 let alerts = OutboxTask {
                     stats: publisher.stats(),
-                    task: tokio::spawn(publisher.run(client.clone(), stopped(stop_rx.clone()))),
+                    task: tokio::spawn(
+                        publisher.run(client.clone(), until_stopped(stop_rx.clone())),
+                    ),
                 };
                 let events = if file.events.publish {
                     let publisher = EventPublisher::new(
@@ -333,14 +332,16 @@ pub fn run(
                     )?;
                     Some(OutboxTask {
                         stats: publisher.stats(),
-                        task: tokio::spawn(publisher.run(client.clone(), stopped(stop_rx.clone()))),
+                        task: tokio::spawn(
+                            publisher.run(client.clone(), until_stopped(stop_rx.clone())),
+                        ),
                     })
                 } else {
                     None
                 };
                 let ingest = Ingest::new(cfg, tickets.clone(), Arc::new(SystemClock));
                 let stats = ingest.stats();
-                let task = tokio::spawn(ingest.run(client, stopped(stop_rx.clone())));
+                let task = tokio::spawn(ingest.run(client, until_stopped(stop_rx.clone())));
                 Some(NatsTasks {
                     stats,
                     task,
@@ -408,7 +409,7 @@ pub fn run(
             }
         });
         axum::serve(listener, router(api))
-            .with_graceful_shutdown(stopped(stop_rx))
+            .with_graceful_shutdown(until_stopped(stop_rx))
             .await
             .context("serving HTTP")?;
         if let Some(n) = nats {
