@@ -479,20 +479,13 @@ async fn open_partition(ctx: &Ctx, p: Partition) -> Result<(Arc<Store>, u64)> {
     unreachable!("the second attempt starts from an empty store, which cannot diverge")
 }
 
-/// Opens a store, waiting out a lock still held by this process's own previous opening of
-/// it (sled's background thread lets go of a closed store's lock within 500 ms).
+/// Opens a store off the async runtime (an open may wait for the lock of this process's
+/// own previous opening of it, see `Store::open`).
 async fn open_store(dir: &Path, config: impl Fn() -> StoreConfig) -> Result<Store> {
-    let mut tries = 0;
-    loop {
-        let (at, cfg) = (dir.to_owned(), config());
-        match tokio::task::spawn_blocking(move || Store::open(&at, cfg)).await? {
-            Err(StoreError::AlreadyInUse { .. }) if tries < 20 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other.with_context(|| format!("opening {}", dir.display())),
-        }
-    }
+    let (at, cfg) = (dir.to_owned(), config());
+    tokio::task::spawn_blocking(move || Store::open(&at, cfg))
+        .await?
+        .with_context(|| format!("opening {}", dir.display()))
 }
 
 async fn serve_partition(

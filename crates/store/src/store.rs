@@ -160,7 +160,9 @@ impl Store {
     /// Opens (or creates) the store in directory `path`.
     ///
     /// Fails with a typed error, never a panic, if the directory holds a database that is
-    /// not ours, one written by a newer format, or a corrupt head record.
+    /// not ours, one written by a newer format, or a corrupt head record. A directory
+    /// locked by another opening is waited for up to 2 s, then refused with
+    /// [`StoreError::AlreadyInUse`].
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         refuse_foreign_directory(&path)?;
@@ -404,7 +406,25 @@ fn repair_interrupted_sled_conf(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long an open waits for the directory's lock. sled's background threads keep a
+/// closed database's lock for up to 500 ms after the last handle is dropped, so a store
+/// closed and reopened by one process (a test, a partition gained back) would otherwise be
+/// refused; a store that another live process holds is still refused, only later.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn open_sled(path: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+    let waited_since = std::time::Instant::now();
+    loop {
+        match open_sled_repairing(path, cache_capacity) {
+            Err(StoreError::AlreadyInUse { .. }) if waited_since.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_sled_repairing(path: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
     match open_sled_once(path, cache_capacity) {
         // sled lists every `snap.*` file as a snapshot candidate, including the
         // `snap.<lsn>.generating` file it writes before renaming it into place, and reads

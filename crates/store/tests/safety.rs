@@ -33,11 +33,18 @@ fn filled(dir: &Path) {
 fn with_raw_sled(dir: &Path, f: impl FnOnce(&sled::Db)) {
     // No background flusher: its thread would hold the directory's lock for up to 500 ms
     // after the drop, and the store opened next would find it in use.
-    let db = sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap();
+    // The store closed just before may still hold the lock for a moment, for the same
+    // reason.
+    let open = || sled::Config::new().path(dir).flush_every_ms(None).open();
+    let since = std::time::Instant::now();
+    let db = loop {
+        match open() {
+            Err(_) if since.elapsed() < std::time::Duration::from_secs(2) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other.unwrap(),
+        }
+    };
     f(&db);
     db.flush().unwrap();
 }
