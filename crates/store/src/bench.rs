@@ -88,9 +88,23 @@ pub struct StoreCase {
     pub bytes_per_event: f64,
 }
 
+/// What a bare-sled case writes per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawWrites {
+    /// One insert of the record: the limit group commit is measured against.
+    Records,
+    /// What the store's format writes per event (an id-index lookup, then the record, the
+    /// stream-index entry and the id-index entry, and a commit marker per batch): the gap
+    /// between this and the store is the cost of group commit itself, the gap between
+    /// this and [`RawWrites::Records`] the cost of the format.
+    StoreWrites,
+}
+
 /// Result of one bare-sled case.
 #[derive(Debug, Clone)]
 pub struct RawCase {
+    /// What it writes per record.
+    pub writes: RawWrites,
     /// Records per flush.
     pub batch: usize,
     /// Records per second.
@@ -117,8 +131,15 @@ pub struct BenchReport {
 impl BenchReport {
     /// The raw figure a store case is compared with (batch = writers × events).
     pub fn raw_for(&self, case: &StoreCase) -> Option<&RawCase> {
+        self.raw_of(case, RawWrites::Records)
+    }
+
+    /// The bare-sled figure of `writes` at a store case's batch size.
+    pub fn raw_of(&self, case: &StoreCase, writes: RawWrites) -> Option<&RawCase> {
         let batch = case.writers * case.events_per_append;
-        self.raw.iter().find(|r| r.batch == batch)
+        self.raw
+            .iter()
+            .find(|r| r.batch == batch && r.writes == writes)
     }
 }
 
@@ -136,7 +157,7 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:>7} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} | {:>9} {:>10} {:>6}",
+            "{:>7} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} | {:>9} {:>10} {:>6} | {:>10} {:>6}",
             "writers",
             "ev/append",
             "appends/s",
@@ -146,13 +167,16 @@ impl fmt::Display for BenchReport {
             "B/event",
             "raw batch",
             "raw ev/s",
+            "ratio",
+            "same ev/s",
             "ratio"
         )?;
         for c in &self.store {
             let raw = self.raw_for(c);
+            let same = self.raw_of(c, RawWrites::StoreWrites);
             writeln!(
                 f,
-                "{:>7} {:>9} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>9.0} | {:>9} {:>10.0} {:>6.2}",
+                "{:>7} {:>9} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>9.0} | {:>9} {:>10.0} {:>6.2} | {:>10.0} {:>6.2}",
                 c.writers,
                 c.events_per_append,
                 c.appends_per_sec,
@@ -163,13 +187,23 @@ impl fmt::Display for BenchReport {
                 raw.map_or(0, |r| r.batch),
                 raw.map_or(0.0, |r| r.events_per_sec),
                 raw.map_or(0.0, |r| c.events_per_sec / r.events_per_sec),
+                same.map_or(0.0, |r| r.events_per_sec),
+                same.map_or(0.0, |r| c.events_per_sec / r.events_per_sec),
             )?;
         }
-        writeln!(f, "bare sled (1 thread, insert xN then one flush):")?;
+        writeln!(
+            f,
+            "bare sled (1 thread, N records then one flush; ratio = store / raw; \
+             same = the store's own writes per record, so store / same is group commit alone):"
+        )?;
         for r in &self.raw {
+            let what = match r.writes {
+                RawWrites::Records => "records only",
+                RawWrites::StoreWrites => "store's writes",
+            };
             writeln!(
                 f,
-                "  batch {:>4}: {:>10.0} records/s, {:>6.0} B/record on disk",
+                "  batch {:>4}, {what:<14}: {:>10.0} records/s, {:>6.0} B/record on disk",
                 r.batch, r.events_per_sec, r.bytes_per_event
             )?;
         }
@@ -199,15 +233,23 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, StoreError> {
             remove_dir(&dir);
             report.store.push(case?);
             let batch = writers * events;
-            if report.raw.iter().all(|r| r.batch != batch) {
-                let dir = scratch_dir(&parent, &format!("raw-{batch}"))?;
-                let case = run_raw_case(config, &dir, batch, record_bytes);
-                remove_dir(&dir);
-                report.raw.push(case?);
+            for writes in [RawWrites::Records, RawWrites::StoreWrites] {
+                if report
+                    .raw
+                    .iter()
+                    .all(|r| r.batch != batch || r.writes != writes)
+                {
+                    let dir = scratch_dir(&parent, &format!("raw-{batch}-{writes:?}"))?;
+                    let case = run_raw_case(config, &dir, batch, record_bytes, writes);
+                    remove_dir(&dir);
+                    report.raw.push(case?);
+                }
             }
         }
     }
-    report.raw.sort_by_key(|r| r.batch);
+    report
+        .raw
+        .sort_by_key(|r| (r.batch, r.writes == RawWrites::StoreWrites));
     Ok(report)
 }
 
@@ -329,6 +371,7 @@ fn run_raw_case(
     dir: &Path,
     batch: usize,
     record_bytes: usize,
+    writes: RawWrites,
 ) -> Result<RawCase, StoreError> {
     let db = sled::Config::new()
         .path(dir)
@@ -354,6 +397,13 @@ fn run_raw_case(
             position += 1;
             db.insert(keys::log_key(position), value.clone())
                 .map_err(StoreError::storage("insert into bare sled"))?;
+            if writes == RawWrites::StoreWrites {
+                store_index_writes(&db, position)?;
+            }
+        }
+        if writes == RawWrites::StoreWrites {
+            db.insert(keys::HEAD_KEY, &keys::position_value(position))
+                .map_err(StoreError::storage("insert into bare sled"))?;
         }
         db.flush().map_err(StoreError::storage("flush bare sled"))?;
         if let Some(f) = &data_file {
@@ -368,8 +418,26 @@ fn run_raw_case(
     drop(data_file);
     drop(db);
     Ok(RawCase {
+        writes,
         batch,
         events_per_sec: position as f64 / elapsed,
         bytes_per_event: dir_size(dir) as f64 / (position.max(1)) as f64,
     })
+}
+
+/// The index writes the store makes for the record at `position`, with keys shaped like
+/// the store case's (100 streams per writer, random event ids).
+fn store_index_writes(db: &sled::Db, position: u64) -> Result<(), StoreError> {
+    let id = Uuid::new_v4();
+    let stream = StreamId::new(format!("bench-{:02}-{:03}", position % 64, position % 100))?;
+    db.get(keys::id_key(&id))
+        .map_err(StoreError::storage("read bare sled"))?;
+    db.insert(
+        keys::stream_key(&stream, position),
+        &keys::position_value(position),
+    )
+    .map_err(StoreError::storage("insert into bare sled"))?;
+    db.insert(keys::id_key(&id), &keys::position_value(position))
+        .map_err(StoreError::storage("insert into bare sled"))?;
+    Ok(())
 }
