@@ -289,8 +289,12 @@ impl Tickets {
         ticket: &TicketId,
         key: &str,
     ) -> Result<Option<Vec<Stored>>, HandleError> {
+        let stream = stream_of(ticket)?;
         let mut found = Vec::new();
-        while let Some(record) = self.store.get_by_id(event_id(ticket, key, found.len()))? {
+        while let Some(record) = self
+            .store
+            .get_in_stream(&stream, event_id(ticket, key, found.len()))?
+        {
             found.push(read(record)?);
         }
         Ok((!found.is_empty()).then_some(found))

@@ -93,10 +93,10 @@ pub struct StoreCase {
 pub enum RawWrites {
     /// One insert of the record: the limit group commit is measured against.
     Records,
-    /// What the store's format writes per event (an id-index lookup, then the record, the
-    /// stream-index entry and the id-index entry, and a commit marker per batch): the gap
-    /// between this and the store is the cost of group commit itself, the gap between
-    /// this and [`RawWrites::Records`] the cost of the format.
+    /// What the store's format writes (per batch one page holding its records and the
+    /// commit marker, per record an insert of its stream's index chunk): the gap between
+    /// this and the store is the cost of group commit itself, the gap between this and
+    /// [`RawWrites::Records`] the cost of the format.
     StoreWrites,
 }
 
@@ -389,19 +389,30 @@ fn run_raw_case(
         None
     };
     let value = vec![0x5a; record_bytes];
+    // The store's chunks as its writer holds them: (version, current chunk) per stream.
+    let mut chunks: std::collections::HashMap<u64, (u64, Vec<u8>)> = Default::default();
     let start = Instant::now();
     let deadline = start + config.per_case;
     let mut position = 0u64;
     while Instant::now() < deadline {
+        let first = position + 1;
+        let mut page = Vec::new();
         for _ in 0..batch {
             position += 1;
-            db.insert(keys::log_key(position), value.clone())
-                .map_err(StoreError::storage("insert into bare sled"))?;
-            if writes == RawWrites::StoreWrites {
-                store_index_writes(&db, position)?;
+            match writes {
+                RawWrites::Records => {
+                    db.insert(keys::log_key(position), value.clone())
+                        .map_err(StoreError::storage("insert into bare sled"))?;
+                }
+                RawWrites::StoreWrites => {
+                    page.extend_from_slice(&value);
+                    store_chunk_write(&db, &mut chunks, position)?;
+                }
             }
         }
         if writes == RawWrites::StoreWrites {
+            db.insert(keys::log_key(first), page)
+                .map_err(StoreError::storage("insert into bare sled"))?;
             db.insert(keys::HEAD_KEY, &keys::position_value(position))
                 .map_err(StoreError::storage("insert into bare sled"))?;
         }
@@ -425,19 +436,26 @@ fn run_raw_case(
     })
 }
 
-/// The index writes the store makes for the record at `position`, with keys shaped like
-/// the store case's (100 streams per writer, random event ids).
-fn store_index_writes(db: &sled::Db, position: u64) -> Result<(), StoreError> {
-    let id = Uuid::new_v4();
-    let stream = StreamId::new(format!("bench-{:02}-{:03}", position % 64, position % 100))?;
-    db.get(keys::id_key(&id))
-        .map_err(StoreError::storage("read bare sled"))?;
+/// The stream index write the store makes for the record at `position`: its stream's
+/// current chunk, with streams shaped like the store case's (100 per writer, one event
+/// per append, so one chunk insert per record).
+fn store_chunk_write(
+    db: &sled::Db,
+    chunks: &mut std::collections::HashMap<u64, (u64, Vec<u8>)>,
+    position: u64,
+) -> Result<(), StoreError> {
+    let n = position % 6400;
+    let stream = StreamId::new(format!("bench-{:02}-{:03}", n % 64, n / 64))?;
+    let (version, chunk) = chunks.entry(n).or_default();
+    *version += 1;
+    if keys::chunk_of(*version).1 == 0 {
+        chunk.clear();
+    }
+    keys::push_entry(chunk, position, &Uuid::new_v4());
     db.insert(
-        keys::stream_key(&stream, position),
-        &keys::position_value(position),
+        keys::chunk_key(&stream, keys::chunk_of(*version).0),
+        chunk.as_slice(),
     )
     .map_err(StoreError::storage("insert into bare sled"))?;
-    db.insert(keys::id_key(&id), &keys::position_value(position))
-        .map_err(StoreError::storage("insert into bare sled"))?;
     Ok(())
 }

@@ -65,20 +65,6 @@ pub enum StoreError {
         new_id: Uuid,
     },
 
-    /// An id is already stored in a different stream.
-    #[error(
-        "event id {id} is already stored in stream {stored_stream}, so it cannot be appended \
-         to stream {requested_stream}; nothing was written: event ids must be unique"
-    )]
-    IdInOtherStream {
-        /// The id.
-        id: Uuid,
-        /// Where it is stored.
-        stored_stream: StreamId,
-        /// Where the caller tried to put it.
-        requested_stream: StreamId,
-    },
-
     /// The store has been closed.
     #[error("the event store is closed; open it again to continue")]
     Closed,

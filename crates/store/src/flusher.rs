@@ -176,10 +176,11 @@ fn commit(inner: &Inner, target: Position) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes what a crash left beyond the commit marker (appends that were never
-/// acknowledged) and returns the committed head and the number of records removed.
-/// Each record's index entries go before the record, so an interrupted repair is
-/// finished by the next open.
+/// Removes what a crash left beyond the commit marker (groups that were never
+/// acknowledged) and returns the committed head and the number of records removed. The
+/// chunk entries go before the pages, so an interrupted repair finds them again from the
+/// pages on the next open (the writer writes each page before its chunks for the same
+/// reason).
 pub(crate) fn repair_uncommitted_tail(db: &sled::Db) -> Result<(Position, u64), StoreError> {
     let committed = match db
         .get(keys::HEAD_KEY)
@@ -190,35 +191,62 @@ pub(crate) fn repair_uncommitted_tail(db: &sled::Db) -> Result<(Position, u64), 
             reason: format!("the commit marker is {} bytes, not 8", v.len()),
         })?,
     };
+    let mut pages = Vec::new();
+    let mut chunks = std::collections::BTreeSet::new();
     let mut removed = 0u64;
     let tail = db.range(keys::log_key(committed.saturating_add(1))..=keys::log_key(u64::MAX));
     for item in tail {
-        let (key, value) = item.map_err(StoreError::storage("read the uncommitted tail"))?;
-        let position = keys::parse_log_key(&key).unwrap_or(0);
-        // sled writes each insert whole, so a surviving record is never torn.
-        let event = crate::reads::decode_at(position, &value)?;
-        let points_here = |v: Option<sled::IVec>| {
-            v.as_deref().and_then(keys::parse_position_value) == Some(position)
+        let (key, page) = item.map_err(StoreError::storage("read the uncommitted tail"))?;
+        let first = keys::parse_log_key(&key).unwrap_or(0);
+        // sled writes each insert whole, so a surviving page is never torn.
+        for event in crate::reads::decode_page(first, &page)? {
+            chunks.insert(keys::chunk_key(
+                &event.stream,
+                keys::chunk_of(event.version).0,
+            ));
+            removed += 1;
+        }
+        pages.push(key);
+    }
+    // A group never straddles the marker: the flusher commits whole pages.
+    if let Some((first, page)) = crate::reads::page_at(db, committed)? {
+        let last = first + crate::reads::decode_page(first, &page)?.len() as u64 - 1;
+        if last != committed {
+            return Err(StoreError::CorruptRecord {
+                position: committed,
+                reason: format!(
+                    "the commit marker names position {committed}, inside the page {first}..={last}"
+                ),
+            });
+        }
+    }
+    for key in &chunks {
+        let Some(value) = db
+            .get(key)
+            .map_err(StoreError::storage("read the stream index"))?
+        else {
+            continue;
         };
-        let stream_key = keys::stream_key(&event.stream, event.version);
-        if points_here(
-            db.get(&stream_key)
-                .map_err(StoreError::storage("read the stream index"))?,
-        ) {
-            db.remove(&stream_key)
-                .map_err(StoreError::storage("remove an uncommitted index entry"))?;
-        }
-        let id_key = keys::id_key(&event.id);
-        if points_here(
-            db.get(id_key)
-                .map_err(StoreError::storage("read the id index"))?,
-        ) {
-            db.remove(id_key)
-                .map_err(StoreError::storage("remove an uncommitted index entry"))?;
-        }
-        db.remove(&key)
-            .map_err(StoreError::storage("remove an uncommitted record"))?;
-        removed += 1;
+        let kept: Vec<u8> = keys::chunk_entries(&value)
+            .ok_or_else(|| StoreError::CorruptIndex {
+                reason: "a stream index chunk has the wrong length".to_string(),
+            })?
+            .into_iter()
+            .filter(|(position, _)| *position <= committed)
+            .fold(Vec::new(), |mut chunk, (position, id)| {
+                keys::push_entry(&mut chunk, position, &id);
+                chunk
+            });
+        let done = if kept.is_empty() {
+            db.remove(key).map(|_| ())
+        } else {
+            db.insert(key.as_slice(), kept).map(|_| ())
+        };
+        done.map_err(StoreError::storage("remove uncommitted index entries"))?;
+    }
+    for key in pages {
+        db.remove(key)
+            .map_err(StoreError::storage("remove an uncommitted page"))?;
     }
     if removed > 0 {
         db.flush()

@@ -1,23 +1,34 @@
-//! Key layout: everything lives in sled's default tree, told apart by a one-byte prefix.
-//! One tree means one ordered log inside sled, so the commit marker (`M head`) written
-//! after an append's records and index entries also orders after all of them on
-//! recovery (see `crate::flusher`).
+//! Key layout (format 2): everything lives in sled's default tree, told apart by a one-byte
+//! prefix. One tree means one ordered log inside sled, so the commit marker (`M head`)
+//! written after a group's pages and chunks also orders after all of them on recovery
+//! (see `crate::flusher`).
 //!
-//! | key                                             | value                          |
-//! |-------------------------------------------------|--------------------------------|
-//! | `M` `format`                                    | `aftersales-store` + u32 BE    |
-//! | `M` `head`                                      | commit marker: position (u64 BE) |
-//! | `L` position (u64 BE)                           | encoded record ([`crate::record`]) |
-//! | `S` len (u16 BE) stream-id bytes version (u64 BE) | position (u64 BE)            |
-//! | `I` event id (16 bytes)                         | position (u64 BE)              |
+//! | key                                                   | value                          |
+//! |-------------------------------------------------------|--------------------------------|
+//! | `M` `format`                                          | `aftersales-store` + u32 BE    |
+//! | `M` `head`                                            | commit marker: position (u64 BE) |
+//! | `L` first position (u64 BE)                           | page: records of consecutive positions ([`crate::record`]) |
+//! | `T` len (u16 BE) stream-id bytes chunk (u64 BE)       | up to 32 entries: position (u64 BE) + event id (16 bytes) |
+//!
+//! Why pages and chunks: sled 0.34 costs about the same per operation whatever the value's
+//! size, and format 1's four operations per event (id lookup, record, stream entry, id
+//! entry) capped the store at 0.4 of bare sled writing one key per record; its per-key
+//! bookkeeping also grew memory by about 90 bytes per event (BENCHMARKS.md, RELIABILITY.md).
+//! The writer puts every record of one group commit under one `L` key and writes each
+//! stream's current chunk once per group. Entry `i` of chunk `c` is version `32c + i + 1`.
+//! There is no global id index: idempotency is per stream (an id is looked up among its
+//! stream's entries), as in EventStoreDB.
 //!
 //! Big-endian integers make sled's byte order equal numeric order, so a range scan over
-//! `L` walks the global log and one over a stream's `S` prefix walks its versions. The
+//! `L` walks the global log and one over a stream's `T` prefix walks its versions. The
 //! length prefix keeps stream `a` from being a key-prefix of stream `ab`.
 //!
 //! There is no recorded-at index: `recorded_at` is non-decreasing along the log, so an
-//! as-of query binary-searches the `L` keys instead (about 30 point reads for a billion
-//! events), which saves one key write per event.
+//! as-of query binary-searches the log instead.
+//!
+//! Format 1 wrote one record per `L` key (a page of one, still read as such) and indexed
+//! with `S` len stream version → position and `I` id → position. Opening a format-1 store
+//! rebuilds its chunks from those and removes them ([`crate::migrate`]).
 
 use uuid::Uuid;
 
@@ -25,10 +36,16 @@ use crate::types::{Position, StreamId, Version};
 
 /// Prefix of the global log.
 pub(crate) const LOG: u8 = b'L';
-/// Prefix of the stream index.
-pub(crate) const STREAM: u8 = b'S';
-/// Prefix of the id index.
-pub(crate) const ID: u8 = b'I';
+/// Prefix of the stream index chunks.
+pub(crate) const CHUNK: u8 = b'T';
+/// Prefix of format 1's stream index.
+pub(crate) const STREAM_V1: u8 = b'S';
+/// Prefix of format 1's id index.
+pub(crate) const ID_V1: u8 = b'I';
+/// Entries per stream index chunk.
+pub(crate) const CHUNK_ENTRIES: u64 = 32;
+/// Bytes per chunk entry: position and event id.
+pub(crate) const ENTRY_LEN: usize = 24;
 /// Prefix of metadata.
 pub(crate) const META: u8 = b'M';
 
@@ -37,7 +54,7 @@ pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 /// Magic text at the start of the format marker.
 pub(crate) const FORMAT_MAGIC: &[u8] = b"aftersales-store";
 /// The on-disk format this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Key of the commit marker: the last position whose flush was started. Everything
 /// beyond it after a crash was never acknowledged and is removed on open.
@@ -77,58 +94,70 @@ pub(crate) fn parse_log_key(key: &[u8]) -> Option<Position> {
     }
 }
 
-/// Common prefix of all index keys of `stream`.
-pub(crate) fn stream_prefix(stream: &StreamId) -> Vec<u8> {
+/// Common prefix of all chunk keys of `stream`.
+pub(crate) fn chunk_prefix(stream: &StreamId) -> Vec<u8> {
+    prefixed(CHUNK, stream)
+}
+
+fn prefixed(prefix: u8, stream: &StreamId) -> Vec<u8> {
     let bytes = stream.as_str().as_bytes();
     let mut k = Vec::with_capacity(3 + bytes.len() + 8);
-    k.push(STREAM);
+    k.push(prefix);
     // StreamId guarantees at most 200 bytes, so the length fits in u16.
     k.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     k.extend_from_slice(bytes);
     k
 }
 
-/// Key of `stream`'s entry for `version`.
-pub(crate) fn stream_key(stream: &StreamId, version: Version) -> Vec<u8> {
-    let mut k = stream_prefix(stream);
-    k.extend_from_slice(&version.to_be_bytes());
+/// The chunk holding `version` (≥ 1) and the entry's index in it.
+pub(crate) fn chunk_of(version: Version) -> (u64, usize) {
+    let v = version - 1;
+    (v / CHUNK_ENTRIES, (v % CHUNK_ENTRIES) as usize)
+}
+
+/// Key of `stream`'s chunk number `chunk`.
+pub(crate) fn chunk_key(stream: &StreamId, chunk: u64) -> Vec<u8> {
+    let mut k = chunk_prefix(stream);
+    k.extend_from_slice(&chunk.to_be_bytes());
     k
 }
 
-/// Splits a stream index key into stream id text and version.
-pub(crate) fn parse_stream_key(key: &[u8]) -> Option<(&str, Version)> {
-    let [STREAM, l0, l1, rest @ ..] = key else {
+/// Splits a chunk key (or a format-1 stream key) into stream id text and its trailing
+/// number (chunk, or version for format 1).
+pub(crate) fn parse_chunk_key(key: &[u8]) -> Option<(&str, u64)> {
+    let [CHUNK | STREAM_V1, l0, l1, rest @ ..] = key else {
         return None;
     };
     let len = usize::from(u16::from_be_bytes([*l0, *l1]));
     if rest.len() != len + 8 {
         return None;
     }
-    let (name, version) = rest.split_at(len);
+    let (name, number) = rest.split_at(len);
     let name = std::str::from_utf8(name).ok()?;
-    Some((name, u64::from_be_bytes(version.try_into().ok()?)))
+    Some((name, u64::from_be_bytes(number.try_into().ok()?)))
 }
 
-/// Version part of a key known to start with a stream prefix.
-pub(crate) fn version_of_stream_key(key: &[u8]) -> Option<Version> {
-    let tail = key.get(key.len().checked_sub(8)?..)?;
-    Some(u64::from_be_bytes(tail.try_into().ok()?))
-}
-
-/// Key of the id index entry for `id`.
-pub(crate) fn id_key(id: &Uuid) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = ID;
-    k[1..].copy_from_slice(id.as_bytes());
-    k
-}
-
-/// Event id named by an id index key, if it is one.
-pub(crate) fn parse_id_key(key: &[u8]) -> Option<Uuid> {
-    match key {
-        [ID, rest @ ..] => Some(Uuid::from_bytes(rest.try_into().ok()?)),
-        _ => None,
+/// The entries of a chunk value: (position, id), or `None` if its length is wrong.
+pub(crate) fn chunk_entries(value: &[u8]) -> Option<Vec<(Position, Uuid)>> {
+    if value.is_empty()
+        || !value.len().is_multiple_of(ENTRY_LEN)
+        || value.len() / ENTRY_LEN > CHUNK_ENTRIES as usize
+    {
+        return None;
     }
+    value
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| {
+            let position = u64::from_be_bytes(e[..8].try_into().ok()?);
+            Some((position, Uuid::from_bytes(e[8..].try_into().ok()?)))
+        })
+        .collect()
+}
+
+/// Appends one entry to a chunk value.
+pub(crate) fn push_entry(chunk: &mut Vec<u8>, position: Position, id: &Uuid) {
+    chunk.extend_from_slice(&position.to_be_bytes());
+    chunk.extend_from_slice(id.as_bytes());
 }
 
 /// Index values are a bare position.
@@ -150,13 +179,22 @@ mod tests {
         assert_eq!(parse_log_key(&log_key(42)), Some(42));
         assert!(log_key(255) < log_key(256));
         let s = StreamId::new("ticket-7").unwrap();
-        assert_eq!(parse_stream_key(&stream_key(&s, 9)), Some(("ticket-7", 9)));
-        assert_eq!(version_of_stream_key(&stream_key(&s, 9)), Some(9));
-        assert!(stream_key(&s, 255) < stream_key(&s, 256));
+        assert_eq!(parse_chunk_key(&chunk_key(&s, 9)), Some(("ticket-7", 9)));
+        assert!(chunk_key(&s, 255) < chunk_key(&s, 256));
         let other = StreamId::new("ticket-77").unwrap();
-        assert!(!stream_key(&other, 1).starts_with(&stream_prefix(&s)));
-        let id = Uuid::from_u128(5);
-        assert_eq!(parse_id_key(&id_key(&id)), Some(id));
+        assert!(!chunk_key(&other, 1).starts_with(&chunk_prefix(&s)));
+        assert_eq!(chunk_of(1), (0, 0));
+        assert_eq!(chunk_of(32), (0, 31));
+        assert_eq!(chunk_of(33), (1, 0));
+        let mut chunk = Vec::new();
+        push_entry(&mut chunk, 5, &Uuid::from_u128(5));
+        push_entry(&mut chunk, 9, &Uuid::from_u128(6));
+        assert_eq!(
+            chunk_entries(&chunk),
+            Some(vec![(5, Uuid::from_u128(5)), (9, Uuid::from_u128(6))])
+        );
+        assert_eq!(chunk_entries(&chunk[..30]), None);
+        assert_eq!(chunk_entries(&[]), None);
         assert_eq!(parse_format_value(&format_value()), Ok(FORMAT_VERSION));
         assert!(parse_format_value(b"something else").is_err());
     }

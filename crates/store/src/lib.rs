@@ -10,7 +10,7 @@
 //! - acknowledge an append before it is on disk (`append` returns after the group flush);
 //! - keep part of an append: an append beyond the commit marker after a crash was never
 //!   acknowledged and is removed whole on the next open;
-//! - store an event id twice, or rewrite or delete an acknowledged record;
+//! - store an event id twice in one stream, or rewrite or delete an acknowledged record;
 //! - hand out an event a crash could take back (reads stop at the durable head);
 //! - panic on bad data read from disk (it is a typed [`StoreError`]).
 //!
@@ -19,8 +19,12 @@
 //! `max(clock.now(), previous recorded_at)`, so it never decreases along the log even if
 //! the clock jumps back; as-of queries rely on that.
 //!
-//! Module map: [`types`] (vocabulary), [`error`], `keys` (key layout), `record` (binary
-//! encoding), `writer` (append path), `flusher` (group commit, crash repair), `ack`
+//! Idempotency is per stream: an id is looked up among its own stream's ids (the same id
+//! in another stream is another event), which lets the format keep no global id index.
+//!
+//! Module map: [`types`] (vocabulary), [`error`], `keys` (key layout: pages of records,
+//! stream index chunks), `record` (binary encoding), `migrate` (format 1 → 2 on open),
+//! `writer` (append path), `flusher` (group commit, crash repair), `ack`
 //! (waking appenders), `reads`, [`subscription`], [`verify`], `watermark` (the last
 //! acknowledged position, kept outside sled: a log that lost records refuses to open),
 //! [`bench`](mod@bench).
@@ -30,6 +34,7 @@ pub mod bench;
 pub mod error;
 mod flusher;
 mod keys;
+mod migrate;
 mod reads;
 mod record;
 mod store;

@@ -28,16 +28,57 @@ pub(crate) fn decode_at(position: Position, value: &[u8]) -> Result<RecordedEven
     Ok(decoded.event)
 }
 
+/// The page holding `position`: its first position and bytes (`None` past the end).
+pub(crate) fn page_at(
+    db: &sled::Db,
+    position: Position,
+) -> Result<Option<(Position, sled::IVec)>, StoreError> {
+    let found = db
+        .range(keys::log_key(0)..=keys::log_key(position))
+        .next_back()
+        .transpose()
+        .map_err(StoreError::storage("read a page"))?;
+    Ok(found.and_then(|(key, page)| keys::parse_log_key(&key).map(|first| (first, page))))
+}
+
+/// The records of a page, decoded, checked to hold positions `first, first + 1, …`.
+pub(crate) fn decode_page(first: Position, page: &[u8]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let parts = record::page_records(page).map_err(|e| StoreError::CorruptRecord {
+        position: first,
+        reason: e.to_string(),
+    })?;
+    parts
+        .into_iter()
+        .zip(first..)
+        .map(|(bytes, position)| decode_at(position, bytes))
+        .collect()
+}
+
+/// Reads one record of `db` whether or not it is acknowledged yet.
+pub(crate) fn read_record_in(
+    db: &sled::Db,
+    position: Position,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    let Some((first, page)) = page_at(db, position)? else {
+        return Ok(None);
+    };
+    let parts = record::page_records(&page).map_err(|e| StoreError::CorruptRecord {
+        position: first,
+        reason: e.to_string(),
+    })?;
+    let index = usize::try_from(position - first).unwrap_or(usize::MAX);
+    parts
+        .get(index)
+        .map(|bytes| decode_at(position, bytes))
+        .transpose()
+}
+
 /// Reads one record whether or not it is acknowledged yet (for the append path).
 pub(crate) fn read_record_unbounded(
     inner: &Inner,
     position: Position,
 ) -> Result<Option<RecordedEvent>, StoreError> {
-    let value = inner
-        .db
-        .get(keys::log_key(position))
-        .map_err(StoreError::storage("read a record"))?;
-    value.map(|v| decode_at(position, &v)).transpose()
+    read_record_in(&inner.db, position)
 }
 
 /// Reads up to `limit` records with positions `from..=upto` (and ≤ the durable head).
@@ -53,67 +94,120 @@ pub(crate) fn read_range(
         return Ok(Vec::new());
     }
     let span = usize::try_from(upto - from + 1).unwrap_or(usize::MAX);
-    let mut out = Vec::with_capacity(limit.min(span).min(1024));
-    let mut expected = from;
-    for item in inner
-        .db
-        .range(keys::log_key(from)..=keys::log_key(upto))
-        .take(limit)
-    {
-        let (key, value) = item.map_err(StoreError::storage("read the log"))?;
-        let position = keys::parse_log_key(&key).unwrap_or(0);
-        if position != expected {
-            return Err(StoreError::CorruptRecord {
-                position: expected,
-                reason: "the record is missing from the log".to_string(),
-            });
+    let wanted = limit.min(span);
+    let mut out = Vec::with_capacity(wanted.min(1024));
+    let missing = |position| StoreError::CorruptRecord {
+        position,
+        reason: "the record is missing from the log".to_string(),
+    };
+    let start = page_at(&inner.db, from)?.map_or(from, |(first, _)| first);
+    let mut expected = start;
+    for item in inner.db.range(keys::log_key(start)..=keys::log_key(upto)) {
+        let (key, page) = item.map_err(StoreError::storage("read the log"))?;
+        let first = keys::parse_log_key(&key).unwrap_or(0);
+        if first != expected {
+            return Err(missing(expected));
         }
-        out.push(decode_at(position, &value)?);
-        expected += 1;
+        let parts = record::page_records(&page).map_err(|e| StoreError::CorruptRecord {
+            position: first,
+            reason: e.to_string(),
+        })?;
+        // Only the records asked for are decoded: a damaged neighbour in the same page
+        // does not fail a read that does not include it.
+        for (bytes, position) in parts.into_iter().zip(first..) {
+            expected = position + 1;
+            if position >= from && position <= upto {
+                out.push(decode_at(position, bytes)?);
+                if out.len() == wanted {
+                    return Ok(out);
+                }
+            }
+        }
     }
-    if out.len() < limit.min(span) {
-        return Err(StoreError::CorruptRecord {
-            position: expected,
-            reason: "the record is missing from the log".to_string(),
-        });
-    }
-    Ok(out)
+    Err(missing(expected.max(from)))
 }
 
-/// Reads the record an index entry points at and checks it matches the entry.
+/// Reads the record a chunk entry points at and checks it matches the entry.
 fn read_indexed(
     inner: &Inner,
-    position: Position,
+    entry: &StreamEntry,
     stream: &StreamId,
-    version: Version,
 ) -> Result<RecordedEvent, StoreError> {
+    let StreamEntry {
+        version,
+        position,
+        id,
+    } = *entry;
     let event =
         read_record_unbounded(inner, position)?.ok_or_else(|| StoreError::CorruptIndex {
             reason: format!(
                 "stream {stream} version {version} points at missing position {position}"
             ),
         })?;
-    if event.stream != *stream || event.version != version {
+    if event.stream != *stream || event.version != version || event.id != id {
         return Err(StoreError::CorruptIndex {
             reason: format!(
-                "stream {stream} version {version} points at position {position}, which holds \
-                 stream {} version {}",
-                event.stream, event.version
+                "stream {stream} version {version} (event {id}) points at position {position}, \
+                 which holds stream {} version {} (event {})",
+                event.stream, event.version, event.id
             ),
         });
     }
     Ok(event)
 }
 
-fn parse_index_entry(key: &[u8], value: &[u8]) -> Result<(Version, Position), StoreError> {
-    let version = keys::version_of_stream_key(key);
-    let position = keys::parse_position_value(value);
-    match (version, position) {
-        (Some(v), Some(p)) => Ok((v, p)),
-        _ => Err(StoreError::CorruptIndex {
-            reason: "a stream index entry has the wrong length".to_string(),
-        }),
+/// One entry of a stream's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamEntry {
+    pub version: Version,
+    pub position: Position,
+    pub id: Uuid,
+}
+
+/// The entries of one chunk, with their versions, checked to belong to `stream`.
+pub(crate) fn parse_chunk(
+    stream: &StreamId,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Vec<StreamEntry>, StoreError> {
+    let bad = |why: &str| StoreError::CorruptIndex {
+        reason: format!("a stream index chunk of {stream} {why}"),
+    };
+    let chunk = match keys::parse_chunk_key(key) {
+        Some((name, chunk)) if name == stream.as_str() => chunk,
+        _ => return Err(bad("has a malformed key")),
+    };
+    let entries = keys::chunk_entries(value).ok_or_else(|| bad("has the wrong length"))?;
+    Ok(entries
+        .into_iter()
+        .zip(chunk * keys::CHUNK_ENTRIES + 1..)
+        .map(|((position, id), version)| StreamEntry {
+            version,
+            position,
+            id,
+        })
+        .collect())
+}
+
+/// Every entry of `stream`'s index from the chunk holding `from_version` on, oldest first
+/// (written but unacknowledged ones included).
+pub(crate) fn stream_entries(
+    db: &sled::Db,
+    stream: &StreamId,
+    from_version: Version,
+) -> Result<Vec<StreamEntry>, StoreError> {
+    let (chunk, _) = keys::chunk_of(from_version.max(1));
+    let range = keys::chunk_key(stream, chunk)..=keys::chunk_key(stream, u64::MAX);
+    let mut out = Vec::new();
+    for item in db.range(range) {
+        let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
+        out.extend(
+            parse_chunk(stream, &key, &value)?
+                .into_iter()
+                .filter(|e| e.version >= from_version),
+        );
     }
+    Ok(out)
 }
 
 /// The last record with `recorded_at <= at`, by binary search over the log (valid because
@@ -175,18 +269,12 @@ impl Store {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let inner = &self.inner;
         let mut out = Vec::new();
-        let range = keys::stream_key(stream, from_version)..=keys::stream_key(stream, Version::MAX);
-        for item in inner.db.range(range) {
-            if out.len() >= limit {
-                break;
-            }
-            let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-            let (version, position) = parse_index_entry(&key, &value)?;
+        for entry in stream_entries(&inner.db, stream, from_version)? {
             // Positions grow with versions, so the first unacknowledged entry ends the read.
-            if position > upto {
+            if out.len() >= limit || entry.position > upto {
                 break;
             }
-            out.push(read_indexed(inner, position, stream, version)?);
+            out.push(read_indexed(inner, &entry, stream)?);
         }
         Ok(out)
     }
@@ -203,17 +291,23 @@ impl Store {
         let head = inner.head();
         let from = from_version.unwrap_or(Version::MAX);
         let mut out = Vec::new();
-        let range = keys::stream_key(stream, 0)..=keys::stream_key(stream, from);
-        for item in inner.db.range(range).rev() {
-            if out.len() >= limit {
-                break;
-            }
+        let chunks = inner
+            .db
+            .range(
+                keys::chunk_key(stream, 0)..=keys::chunk_key(stream, keys::chunk_of(from.max(1)).0),
+            )
+            .rev();
+        'chunks: for item in chunks {
             let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-            let (version, position) = parse_index_entry(&key, &value)?;
-            if position > head {
-                continue;
+            for entry in parse_chunk(stream, &key, &value)?.iter().rev() {
+                if out.len() >= limit {
+                    break 'chunks;
+                }
+                if entry.version > from || entry.position > head {
+                    continue;
+                }
+                out.push(read_indexed(inner, entry, stream)?);
             }
-            out.push(read_indexed(inner, position, stream, version)?);
         }
         Ok(out)
     }
@@ -221,46 +315,37 @@ impl Store {
     /// The version of the stream's last acknowledged event (0: no events).
     pub fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         let head = self.inner.head();
-        for item in self.inner.db.scan_prefix(keys::stream_prefix(stream)).rev() {
+        for item in self.inner.db.scan_prefix(keys::chunk_prefix(stream)).rev() {
             let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-            let (version, position) = parse_index_entry(&key, &value)?;
-            if position <= head {
-                return Ok(version);
+            if let Some(e) = parse_chunk(stream, &key, &value)?
+                .iter()
+                .rev()
+                .find(|e| e.position <= head)
+            {
+                return Ok(e.version);
             }
         }
         Ok(0)
     }
 
-    /// The acknowledged event with this id, if any.
-    pub fn get_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+    /// The acknowledged event of `stream` with this id, if any. Ids are unique per
+    /// stream: the same id in another stream is another event.
+    pub fn get_in_stream(
+        &self,
+        stream: &StreamId,
+        id: Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
         let inner = &self.inner;
-        let Some(value) = inner
-            .db
-            .get(keys::id_key(&id))
-            .map_err(StoreError::storage("read the id index"))?
-        else {
-            return Ok(None);
-        };
-        let position =
-            keys::parse_position_value(&value).ok_or_else(|| StoreError::CorruptIndex {
-                reason: format!("the id index entry of {id} has the wrong length"),
-            })?;
-        if position > inner.head() {
-            return Ok(None);
+        let head = inner.head();
+        for entry in stream_entries(&inner.db, stream, 1)? {
+            if entry.position > head {
+                break;
+            }
+            if entry.id == id {
+                return read_indexed(inner, &entry, stream).map(Some);
+            }
         }
-        let event =
-            read_record_unbounded(inner, position)?.ok_or_else(|| StoreError::CorruptIndex {
-                reason: format!("the id index points {id} at missing position {position}"),
-            })?;
-        if event.id != id {
-            return Err(StoreError::CorruptIndex {
-                reason: format!(
-                    "the id index points {id} at position {position}, which holds {}",
-                    event.id
-                ),
-            });
-        }
-        Ok(Some(event))
+        Ok(None)
     }
 
     /// The highest position whose `recorded_at` is at or before `at` (0 if none): the

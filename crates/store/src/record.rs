@@ -1,4 +1,6 @@
-//! The binary encoding of one stored event (the value under an `L` key).
+//! The binary encoding of one stored event. The value under an `L` key is a page: one or
+//! more records of consecutive positions, concatenated ([`page_records`] splits them by the
+//! lengths each record carries). Format 1 wrote one record per key, which is a page of one.
 //!
 //! Layout of encoding version 1 (all integers big-endian):
 //!
@@ -139,6 +141,37 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Length of the record at the start of `buf`, from the lengths it carries.
+fn record_len(buf: &[u8]) -> Result<usize, RecordError> {
+    let mut r = Reader { buf, at: 77 };
+    let stream_len = usize::from(u16::from_be_bytes(r.array("stream id length")?));
+    r.take(stream_len, "stream id")?;
+    let type_len = usize::from(u16::from_be_bytes(r.array("event type length")?));
+    r.take(type_len, "event type")?;
+    let payload_len = u32::from_be_bytes(r.array("payload length")?) as usize;
+    r.take(payload_len, "payload")?;
+    r.take(32, "hash")?;
+    Ok(r.at)
+}
+
+/// Splits a page into its records' bytes (not decoded yet).
+pub(crate) fn page_records(page: &[u8]) -> Result<Vec<&[u8]>, RecordError> {
+    let mut out = Vec::new();
+    let mut rest = page;
+    while !rest.is_empty() {
+        let len = record_len(rest)?;
+        let (one, tail) = rest.split_at(len);
+        out.push(one);
+        rest = tail;
+    }
+    if out.is_empty() {
+        return Err(RecordError::Malformed(
+            "the page holds no record".to_string(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Decodes and hash-checks a record.
 pub(crate) fn decode(buf: &[u8]) -> Result<Decoded, RecordError> {
     let mut r = Reader { buf, at: 0 };
@@ -247,7 +280,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_page_splits_into_its_records() {
+        let (a, _) = sample(b"first");
+        let (b, _) = sample(b"the second, longer");
+        let page = [a.clone(), b.clone()].concat();
+        assert_eq!(
+            page_records(&page).unwrap(),
+            vec![a.as_slice(), b.as_slice()]
+        );
+        assert_eq!(page_records(&a).unwrap(), vec![a.as_slice()]);
+        assert!(page_records(&[]).is_err());
+        for len in 1..page.len() {
+            if len != a.len() {
+                assert!(page_records(&page[..len]).is_err(), "cut at {len}");
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn page_split_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = page_records(&bytes);
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode(&bytes);

@@ -11,6 +11,7 @@ use crate::ack::Acks;
 use crate::error::StoreError;
 use crate::flusher::{self, PendingState};
 use crate::keys;
+use crate::migrate;
 use crate::record::GENESIS_HASH;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use crate::watermark::{self, Watermark};
@@ -168,7 +169,8 @@ impl Store {
         refuse_foreign_directory(&path)?;
         repair_interrupted_sled_conf(&path)?;
         let db = open_sled(&path, config.cache_capacity)?;
-        check_format(&db, &path)?;
+        let format = check_format(&db, &path)?;
+        migrate::upgrade(&db, format)?;
         let (committed, discarded) = flusher::repair_uncommitted_tail(&db)?;
         if discarded > 0 {
             tracing::warn!(
@@ -242,11 +244,12 @@ impl Store {
     /// Appends `events` to `stream` if its version matches `expected`, atomically (all
     /// or none), and returns once they are on disk.
     ///
-    /// Idempotency: if every id is already stored in `stream`, nothing is written and
-    /// the original positions come back with `deduplicated = true` (no version check: it
-    /// is a redelivery). If only some ids are stored the append fails with
-    /// [`StoreError::PartialDuplicate`]; an id stored in another stream fails with
-    /// [`StoreError::IdInOtherStream`].
+    /// Idempotency, per stream: if every id is already stored in `stream`, nothing is
+    /// written and the original positions come back with `deduplicated = true` (no
+    /// version check: it is a redelivery). If only some ids are stored the append fails
+    /// with [`StoreError::PartialDuplicate`]. Ids are not checked against other streams
+    /// (the same id in two streams is two events): a redelivered platform message names
+    /// the same ticket, so it comes back to the same stream (ARCHITECTURE.md, "Invariants").
     ///
     /// The calling thread sleeps with `std::thread::park` until its flush is done.
     pub fn append(
@@ -506,8 +509,9 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Accepts our own format, initialises an empty database, refuses anything else.
-fn check_format(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+/// Accepts our own formats (returning which), initialises an empty database, refuses
+/// anything else.
+fn check_format(db: &sled::Db, path: &Path) -> Result<u32, StoreError> {
     let foreign = |reason: String| StoreError::ForeignDatabase {
         path: path.to_path_buf(),
         reason,
@@ -540,7 +544,7 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
             if found == 0 {
                 return Err(foreign("its format marker has version 0".to_string()));
             }
-            Ok(())
+            Ok(found)
         }
         None => {
             if db
@@ -556,7 +560,7 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
                 .map_err(StoreError::storage("write the format marker"))?;
             db.flush()
                 .map_err(StoreError::storage("flush the format marker"))?;
-            Ok(())
+            Ok(keys::FORMAT_VERSION)
         }
     }
 }
@@ -577,14 +581,10 @@ fn check_watermark(db: &sled::Db, path: &Path, head: Position) -> Result<(), Sto
     if w.position == 0 {
         return Ok(());
     }
-    let value = db
-        .get(keys::log_key(w.position))
-        .map_err(StoreError::storage("read the acknowledged record"))?
-        .ok_or(StoreError::Truncated {
-            acknowledged: w.position,
-            head: w.position - 1,
-        })?;
-    let record = crate::reads::decode_at(w.position, &value)?;
+    let record = crate::reads::read_record_in(db, w.position)?.ok_or(StoreError::Truncated {
+        acknowledged: w.position,
+        head: w.position - 1,
+    })?;
     if record.hash != w.hash {
         return Err(StoreError::CorruptRecord {
             position: w.position,
@@ -614,15 +614,17 @@ fn load_head(
         }
         return Ok((0, GENESIS_HASH, DateTime::<Utc>::MIN_UTC));
     };
-    let position = keys::parse_log_key(&key).unwrap_or(0);
-    if position != committed {
+    let first = keys::parse_log_key(&key).unwrap_or(0);
+    let page = crate::reads::decode_page(first, &value)?;
+    let last = page.last().expect("a decoded page holds a record");
+    if last.position != committed {
         return Err(StoreError::CorruptRecord {
             position: committed,
             reason: format!(
-                "the log ends at position {position} although {committed} was acknowledged"
+                "the log ends at position {} although {committed} was acknowledged",
+                last.position
             ),
         });
     }
-    let last = crate::reads::decode_at(position, &value)?;
-    Ok((position, last.hash, last.recorded_at))
+    Ok((last.position, last.hash, last.recorded_at))
 }

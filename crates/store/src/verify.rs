@@ -1,11 +1,12 @@
 //! Verification: walk the log and the indexes and report the first thing that is wrong.
 //!
-//! The log walk checks, per position from 1 to the durable head: the record exists (no
-//! gap), decodes, its own hash matches its bytes, it links to the previous record's hash,
-//! it names its own position, `recorded_at` did not go backwards, its stream version is
-//! the next one of its stream, and the stream and id index entries point back at it.
-//! Then the index walks look for entries that point at nothing (orphans), and a last pass
-//! looks for keys this crate never writes.
+//! The log walk checks, page by page and per position from 1 to the durable head: the
+//! record exists (no gap), decodes, its own hash matches its bytes, it links to the
+//! previous record's hash, it names its own position, `recorded_at` did not go backwards,
+//! its stream version is the next one of its stream, and its stream index entry holds its
+//! position and id. Then the index walk looks for entries that point at nothing
+//! (orphans), missing chunks and ids repeated in a stream, and a last pass looks for keys
+//! this crate never writes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,7 +38,8 @@ pub enum ProblemKind {
     VersionGap,
     /// The stream index entry for the record is missing or points elsewhere.
     StreamIndexMismatch,
-    /// The id index entry for the record is missing or points elsewhere.
+    /// The stream index entry for the record names another event id, or an id appears
+    /// twice in one stream.
     IdIndexMismatch,
     /// An index entry points at no matching record.
     OrphanIndexEntry,
@@ -157,9 +159,9 @@ impl Store {
             if head == 0 {
                 break;
             }
-            let (key, value) = item.map_err(StoreError::storage("read the log"))?;
-            let position = keys::parse_log_key(&key).unwrap_or(0);
-            if position != expected {
+            let (key, page) = item.map_err(StoreError::storage("read the log"))?;
+            let first = keys::parse_log_key(&key).unwrap_or(0);
+            if first != expected {
                 report.problem = problem(
                     expected,
                     ProblemKind::MissingRecord,
@@ -167,101 +169,127 @@ impl Store {
                 );
                 return Ok(report);
             }
-            let decoded = match record::decode(&value) {
-                Ok(d) => d,
-                Err(RecordError::HashMismatch) => {
-                    report.problem = problem(
+            let parts = match record::page_records(&page) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    report.problem = problem(first, ProblemKind::UndecodableRecord, e.to_string());
+                    return Ok(report);
+                }
+            };
+            for (bytes, position) in parts.into_iter().zip(first..) {
+                if position > head {
+                    break;
+                }
+                let decoded = match record::decode(bytes) {
+                    Ok(d) => d,
+                    Err(RecordError::HashMismatch) => {
+                        report.problem = problem(
                         position,
                         ProblemKind::HashMismatch,
                         "the stored hash does not match the record bytes: the record was modified",
                     );
+                        return Ok(report);
+                    }
+                    Err(e @ RecordError::Malformed(_)) => {
+                        report.problem =
+                            problem(position, ProblemKind::UndecodableRecord, e.to_string());
+                        return Ok(report);
+                    }
+                };
+                let event = &decoded.event;
+                report.problem = if event.position != position {
+                    problem(
+                        position,
+                        ProblemKind::WrongPosition,
+                        format!("the record says it is position {}", event.position),
+                    )
+                } else if decoded.prev_hash != prev_hash {
+                    problem(
+                        position,
+                        ProblemKind::BrokenChain,
+                        "the record does not link to the previous record's hash",
+                    )
+                } else if event.recorded_at < prev_time {
+                    problem(
+                        position,
+                        ProblemKind::TimeWentBackwards,
+                        format!(
+                            "recorded_at {} is before the previous record's {}",
+                            event.recorded_at, prev_time
+                        ),
+                    )
+                } else {
+                    None
+                };
+                if report.problem.is_some() {
                     return Ok(report);
                 }
-                Err(e @ RecordError::Malformed(_)) => {
-                    report.problem =
-                        problem(position, ProblemKind::UndecodableRecord, e.to_string());
+                let last = versions
+                    .entry(event.stream.as_str().to_string())
+                    .or_insert(0);
+                if event.version != *last + 1 {
+                    report.problem = problem(
+                        position,
+                        ProblemKind::VersionGap,
+                        format!(
+                            "stream {} jumps from version {} to {}",
+                            event.stream, last, event.version
+                        ),
+                    );
                     return Ok(report);
                 }
-            };
-            let event = &decoded.event;
-            report.problem = if event.position != position {
-                problem(
-                    position,
-                    ProblemKind::WrongPosition,
-                    format!("the record says it is position {}", event.position),
-                )
-            } else if decoded.prev_hash != prev_hash {
-                problem(
-                    position,
-                    ProblemKind::BrokenChain,
-                    "the record does not link to the previous record's hash",
-                )
-            } else if event.recorded_at < prev_time {
-                problem(
-                    position,
-                    ProblemKind::TimeWentBackwards,
-                    format!(
-                        "recorded_at {} is before the previous record's {}",
-                        event.recorded_at, prev_time
-                    ),
-                )
-            } else {
-                None
-            };
-            if report.problem.is_some() {
-                return Ok(report);
-            }
-            let last = versions
-                .entry(event.stream.as_str().to_string())
-                .or_insert(0);
-            if event.version != *last + 1 {
-                report.problem = problem(
-                    position,
-                    ProblemKind::VersionGap,
-                    format!(
-                        "stream {} jumps from version {} to {}",
-                        event.stream, last, event.version
-                    ),
-                );
-                return Ok(report);
-            }
-            *last = event.version;
+                *last = event.version;
 
-            let stream_entry = db
-                .get(keys::stream_key(&event.stream, event.version))
-                .map_err(StoreError::storage("read the stream index"))?;
-            if stream_entry.as_deref().and_then(keys::parse_position_value) != Some(position) {
-                report.problem = problem(
-                    position,
-                    ProblemKind::StreamIndexMismatch,
-                    format!(
-                        "the stream index entry for {} version {} is missing or points elsewhere",
-                        event.stream, event.version
-                    ),
-                );
-                return Ok(report);
-            }
-            let id_entry = db
-                .get(keys::id_key(&event.id))
-                .map_err(StoreError::storage("read the id index"))?;
-            if id_entry.as_deref().and_then(keys::parse_position_value) != Some(position) {
-                report.problem = problem(
-                    position,
-                    ProblemKind::IdIndexMismatch,
-                    format!(
-                        "the id index entry for {} is missing or points elsewhere",
-                        event.id
-                    ),
-                );
-                return Ok(report);
-            }
+                let (chunk, index) = keys::chunk_of(event.version);
+                let entry = db
+                    .get(keys::chunk_key(&event.stream, chunk))
+                    .map_err(StoreError::storage("read the stream index"))?
+                    .and_then(|v| keys::chunk_entries(&v))
+                    .and_then(|entries| entries.get(index).copied());
+                match entry {
+                    Some((p, _)) if p != position => {
+                        report.problem = problem(
+                            position,
+                            ProblemKind::StreamIndexMismatch,
+                            format!(
+                                "the stream index entry for {} version {} points at position {p}",
+                                event.stream, event.version
+                            ),
+                        );
+                        return Ok(report);
+                    }
+                    None => {
+                        report.problem = problem(
+                            position,
+                            ProblemKind::StreamIndexMismatch,
+                            format!(
+                                "the stream index entry for {} version {} is missing",
+                                event.stream, event.version
+                            ),
+                        );
+                        return Ok(report);
+                    }
+                    Some((_, id)) if id != event.id => {
+                        report.problem = problem(
+                        position,
+                        ProblemKind::IdIndexMismatch,
+                        format!(
+                            "the stream index entry for {} version {} names event {id}, the record {}",
+                            event.stream, event.version, event.id
+                        ),
+                    );
+                        return Ok(report);
+                    }
+                    Some(_) => {}
+                }
 
-            prev_hash = event.hash;
-            prev_time = event.recorded_at;
-            report.records_checked += 1;
-            expected += 1;
-            if report.records_checked.is_multiple_of(PROGRESS_EVERY) {
-                progress(report.records_checked, head);
+                prev_hash = event.hash;
+                prev_time = event.recorded_at;
+                report.records_checked += 1;
+                expected += 1;
+                if report.records_checked.is_multiple_of(PROGRESS_EVERY) {
+                    progress(report.records_checked, head);
+                }
             }
         }
         if expected <= head {
@@ -277,9 +305,6 @@ impl Store {
 
         report.problem = check_stream_index(db, head, &versions)?;
         if report.problem.is_none() {
-            report.problem = check_id_index(db, head)?;
-        }
-        if report.problem.is_none() {
             report.problem = check_unknown_keys(db)?;
         }
         if report.problem.is_none() {
@@ -291,96 +316,73 @@ impl Store {
 }
 
 /// Every stream index entry within the checked range was confirmed by the log walk, so
-/// an entry is an orphan exactly when its version is beyond what the walk saw.
+/// an entry is an orphan exactly when its version is beyond what the walk saw. The chunks
+/// of one stream are adjacent keys, so its ids are checked for repeats one stream at a
+/// time.
 fn check_stream_index(
     db: &sled::Db,
     head: Position,
     versions: &HashMap<String, u64>,
 ) -> Result<Option<VerifyProblem>, StoreError> {
-    for item in db.scan_prefix([keys::STREAM]) {
+    let mut current = String::new();
+    let mut next_chunk = 0u64;
+    let mut ids = std::collections::HashSet::new();
+    for item in db.scan_prefix([keys::CHUNK]) {
         let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-        let Some((stream, version)) = keys::parse_stream_key(&key) else {
+        let Some((stream, chunk)) = keys::parse_chunk_key(&key) else {
             return Ok(problem(
                 0,
                 ProblemKind::UnknownKey,
                 "a stream index key is malformed",
             ));
         };
-        let Some(position) = keys::parse_position_value(&value) else {
+        let Some(entries) = keys::chunk_entries(&value) else {
             return Ok(problem(
                 0,
                 ProblemKind::OrphanIndexEntry,
-                format!("the stream index entry for {stream} version {version} is malformed"),
+                format!("the stream index chunk {chunk} of {stream} is malformed"),
             ));
         };
-        if position > head {
-            continue; // appended after verification started
+        if stream != current {
+            current = stream.to_string();
+            next_chunk = 0;
+            ids.clear();
         }
-        let known = versions.get(stream).copied().unwrap_or(0);
-        if version == 0 || version > known {
-            return Ok(problem(
-                position,
-                ProblemKind::OrphanIndexEntry,
-                format!("the stream index has {stream} version {version}, which is not in the log"),
-            ));
-        }
-    }
-    Ok(None)
-}
-
-/// The log walk confirmed one correct id entry per record, so more entries than records
-/// (within the head) means orphans; a second pass names the first one.
-fn check_id_index(db: &sled::Db, head: Position) -> Result<Option<VerifyProblem>, StoreError> {
-    let mut count: u64 = 0;
-    for item in db.scan_prefix([keys::ID]) {
-        let (_, value) = item.map_err(StoreError::storage("read the id index"))?;
-        match keys::parse_position_value(&value) {
-            Some(p) if p <= head => count += 1,
-            Some(_) => {}
-            None => {
-                return Ok(problem(
-                    0,
-                    ProblemKind::OrphanIndexEntry,
-                    "an id index entry is malformed",
-                ))
-            }
-        }
-    }
-    if count == head {
-        return Ok(None);
-    }
-    for item in db.scan_prefix([keys::ID]) {
-        let (key, value) = item.map_err(StoreError::storage("read the id index"))?;
-        let Some(id) = keys::parse_id_key(&key) else {
+        if chunk != next_chunk {
             return Ok(problem(
                 0,
-                ProblemKind::UnknownKey,
-                "an id index key is malformed",
-            ));
-        };
-        let position = keys::parse_position_value(&value).unwrap_or(0);
-        if position > head {
-            continue;
-        }
-        let stored = db
-            .get(keys::log_key(position))
-            .map_err(StoreError::storage("read a record"))?
-            .and_then(|v| record::decode(&v).ok());
-        if stored.map(|d| d.event.id) != Some(id) {
-            return Ok(problem(
-                position,
                 ProblemKind::OrphanIndexEntry,
                 format!(
-                    "the id index points {id} at position {position}, which holds another event"
+                    "the stream index of {stream} has chunk {chunk} where {next_chunk} belongs"
                 ),
             ));
         }
+        next_chunk += 1;
+        let known = versions.get(stream).copied().unwrap_or(0);
+        for ((position, id), version) in entries.into_iter().zip(chunk * keys::CHUNK_ENTRIES + 1..)
+        {
+            if position > head {
+                continue; // appended after verification started
+            }
+            if version > known {
+                return Ok(problem(
+                    position,
+                    ProblemKind::OrphanIndexEntry,
+                    format!(
+                        "the stream index has {stream} version {version}, which is not in the log"
+                    ),
+                ));
+            }
+            if !ids.insert(id) {
+                return Ok(problem(
+                    position,
+                    ProblemKind::IdIndexMismatch,
+                    format!("event id {id} appears twice in stream {stream}"),
+                ));
+            }
+        }
     }
-    Ok(problem(
-        0,
-        ProblemKind::OrphanIndexEntry,
-        format!("the id index has {count} entries for {head} records"),
-    ))
+    Ok(None)
 }
 
 /// The commit marker is written before each flush, so it is never behind the durable head.
@@ -411,9 +413,9 @@ fn check_commit_marker(db: &sled::Db, head: Position) -> Result<Option<VerifyPro
     Ok(None)
 }
 
-/// Looks for keys outside the four prefixes, or metadata other than the format marker.
+/// Looks for keys outside the three prefixes, or metadata other than the format marker.
 fn check_unknown_keys(db: &sled::Db) -> Result<Option<VerifyProblem>, StoreError> {
-    let known = [keys::ID, keys::LOG, keys::META, keys::STREAM];
+    let known = [keys::LOG, keys::META, keys::CHUNK];
     // Between consecutive known prefixes (and before/after them) nothing may exist.
     let mut lower: Vec<u8> = Vec::new();
     for p in known.iter().copied().chain(std::iter::once(u8::MAX)) {

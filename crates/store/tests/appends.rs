@@ -78,7 +78,7 @@ fn a_version_mismatch_names_both_versions_and_writes_nothing() {
     // Atomicity: none of the three events of the rejected batch exists.
     assert_eq!(store.head_position(), 1);
     for name in ["e2", "e3", "e4"] {
-        assert!(store.get_by_id(id(name)).unwrap().is_none());
+        assert!(store.get_in_stream(&s, id(name)).unwrap().is_none());
     }
     assert!(store.verify().unwrap().is_ok());
 }
@@ -111,7 +111,7 @@ fn invalid_appends_are_rejected_whole() {
         Err(StoreError::InvalidEvent { .. })
     ));
     assert_eq!(store.head_position(), 0);
-    assert!(store.get_by_id(id("ok")).unwrap().is_none());
+    assert!(store.get_in_stream(&s, id("ok")).unwrap().is_none());
     assert!(StreamId::new("").is_err());
     assert!(StreamId::new("x".repeat(201)).is_err());
 }
@@ -249,19 +249,26 @@ fn re_appending_stored_ids_returns_the_original_positions_and_stores_nothing() {
         }
         other => panic!("expected PartialDuplicate, got {other:?}"),
     }
-    match store.append(&sid("ticket-2"), ExpectedVersion::Any, vec![ev("a")]) {
-        Err(StoreError::IdInOtherStream {
-            stored_stream,
-            requested_stream,
-            ..
-        }) => {
-            assert_eq!(stored_stream, s);
-            assert_eq!(requested_stream, sid("ticket-2"));
-        }
-        other => panic!("expected IdInOtherStream, got {other:?}"),
-    }
     assert_eq!(store.head_position(), 3);
-    assert!(store.get_by_id(id("new")).unwrap().is_none());
+    assert!(store.get_in_stream(&s, id("new")).unwrap().is_none());
+    // Ids are unique per stream: the same id in another stream is another event.
+    let other = store
+        .append(&sid("ticket-2"), ExpectedVersion::Any, vec![ev("a")])
+        .unwrap();
+    assert!(!other.deduplicated);
+    assert_eq!(other.events[0].position, 4);
+    assert_eq!(
+        store
+            .get_in_stream(&sid("ticket-2"), id("a"))
+            .unwrap()
+            .unwrap()
+            .position,
+        4
+    );
+    assert_eq!(
+        store.get_in_stream(&s, id("a")).unwrap().unwrap().position,
+        first.events[0].position
+    );
     assert!(store.verify().unwrap().is_ok());
 }
 

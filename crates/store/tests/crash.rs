@@ -110,6 +110,9 @@ fn check(dir: &Path, round: usize, acked: &HashMap<Uuid, Ack>) -> u64 {
     });
     let head = store.head_position();
     let mut ids = HashSet::new();
+    // Where each event is, from the log walk; the acknowledged ones are looked up in it
+    // and then read back through their stream's index.
+    let mut stored_at: HashMap<Uuid, (u64, u64, String)> = HashMap::new();
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut appends: HashMap<String, (usize, usize)> = HashMap::new();
     let mut expected_position = 1;
@@ -124,6 +127,10 @@ fn check(dir: &Path, round: usize, acked: &HashMap<Uuid, Ack>) -> u64 {
             ids.insert(event.id),
             "round {round}: id {} stored twice",
             event.id
+        );
+        stored_at.insert(
+            event.id,
+            (event.position, event.version, event.stream.to_string()),
         );
         let v = versions.entry(event.stream.to_string()).or_default();
         assert_eq!(
@@ -153,15 +160,33 @@ fn check(dir: &Path, round: usize, acked: &HashMap<Uuid, Ack>) -> u64 {
         );
     }
     for (id, ack) in acked {
-        let stored = store
-            .get_by_id(*id)
-            .unwrap()
+        let (position, version, stream) = stored_at
+            .get(id)
             .unwrap_or_else(|| panic!("round {round}: acknowledged event {id} ({ack:?}) is lost"));
         assert_eq!(
-            (stored.position, stored.version, stored.stream.as_str()),
+            (*position, *version, stream.as_str()),
             (ack.position, ack.version, ack.stream.as_str()),
             "round {round}: acknowledged event {id} moved"
         );
+    }
+    // The stream index finds them too: every stream's entries, read once.
+    let mut streams: Vec<&String> = versions.keys().collect();
+    streams.sort();
+    for stream in streams {
+        let sid = aftersales_store::StreamId::new(stream.as_str()).unwrap();
+        let events = store.read_stream(&sid, 1, usize::MAX).unwrap();
+        assert_eq!(
+            events.len() as u64,
+            versions[stream],
+            "round {round}: {stream}"
+        );
+        for e in events {
+            assert_eq!(
+                stored_at.get(&e.id).map(|s| s.0),
+                Some(e.position),
+                "round {round}: the index of {stream} is off"
+            );
+        }
     }
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "round {round}: {report}");

@@ -43,7 +43,12 @@ fn an_imported_copy_has_the_same_log_chain_and_indexes() {
         copy.read_stream(&sid("b"), 1, 100).unwrap(),
         src.read_stream(&sid("b"), 1, 100).unwrap()
     );
-    assert_eq!(copy.get_by_id(all[7].id).unwrap().unwrap(), all[7]);
+    assert_eq!(
+        copy.get_in_stream(&all[7].stream, all[7].id)
+            .unwrap()
+            .unwrap(),
+        all[7]
+    );
     assert!(copy.verify().unwrap().is_ok());
 
     // The copy goes on as a store of its own, and stays idempotent for imported ids.

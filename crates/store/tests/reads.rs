@@ -65,7 +65,7 @@ fn streams_read_forward_and_backward_with_limits() {
 }
 
 #[test]
-fn the_global_log_reads_in_pages_and_by_id() {
+fn the_global_log_reads_in_pages_and_by_id_in_a_stream() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for i in 0..600 {
@@ -88,9 +88,16 @@ fn the_global_log_reads_in_pages_and_by_id() {
     assert_eq!(all.len(), 351);
     assert_eq!(all.last().unwrap().hash, store.head_hash());
 
-    let e = store.get_by_id(id("e41")).unwrap().unwrap();
+    let e = store.get_in_stream(&sid("s6"), id("e41")).unwrap().unwrap();
     assert_eq!(e.position, 42);
-    assert!(store.get_by_id(id("never")).unwrap().is_none());
+    assert!(store
+        .get_in_stream(&sid("s5"), id("e41"))
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_in_stream(&sid("s6"), id("never"))
+        .unwrap()
+        .is_none());
 }
 
 #[test]

@@ -116,15 +116,48 @@ fn verify_detects_a_rehashed_record_by_the_broken_chain() {
     );
 }
 
+/// Key of a stream's index chunk (`T`, length, name, chunk number).
+fn chunk_key(stream: &str, chunk: u64) -> Vec<u8> {
+    let mut k = vec![b'T'];
+    k.extend_from_slice(&(stream.len() as u16).to_be_bytes());
+    k.extend_from_slice(stream.as_bytes());
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// Rewrites the chunk `key` with `edit` applied to its (position, id) entries.
+fn edit_chunk(db: &sled::Db, key: &[u8], edit: impl FnOnce(&mut Vec<(u64, [u8; 16])>)) {
+    let value = db.get(key).unwrap().unwrap();
+    let mut entries: Vec<(u64, [u8; 16])> = value
+        .chunks_exact(24)
+        .map(|e| {
+            (
+                u64::from_be_bytes(e[..8].try_into().unwrap()),
+                e[8..].try_into().unwrap(),
+            )
+        })
+        .collect();
+    edit(&mut entries);
+    if entries.is_empty() {
+        db.remove(key).unwrap();
+        return;
+    }
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|(p, id)| p.to_be_bytes().into_iter().chain(id.iter().copied()))
+        .collect();
+    db.insert(key, bytes).unwrap();
+}
+
 #[test]
 fn verify_detects_damaged_indexes_and_missing_records() {
-    // A missing id index entry.
+    // A stream index entry naming another event (e4 is ticket-1 version 2, position 5).
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path());
     with_raw_sled(dir.path(), |db| {
-        let mut key = vec![b'I'];
-        key.extend_from_slice(id("e4").as_bytes());
-        db.remove(key).unwrap();
+        edit_chunk(db, &chunk_key("ticket-1", 0), |entries| {
+            entries[1].1 = *id("someone else").as_bytes();
+        });
     });
     let problem = open(dir.path()).verify().unwrap().problem.unwrap();
     assert_eq!(
@@ -132,14 +165,25 @@ fn verify_detects_damaged_indexes_and_missing_records() {
         (5, ProblemKind::IdIndexMismatch)
     );
 
-    // An orphan stream index entry.
+    // A stream index entry pointing at another position.
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path());
     with_raw_sled(dir.path(), |db| {
-        let mut key = vec![b'S', 0, 8];
-        key.extend_from_slice(b"ticket-0");
-        key.extend_from_slice(&99u64.to_be_bytes());
-        db.insert(key, &3u64.to_be_bytes()).unwrap();
+        edit_chunk(db, &chunk_key("ticket-1", 0), |entries| entries[1].0 = 6);
+    });
+    let problem = open(dir.path()).verify().unwrap().problem.unwrap();
+    assert_eq!(
+        (problem.position, problem.kind),
+        (5, ProblemKind::StreamIndexMismatch)
+    );
+
+    // An orphan stream index entry: a version the log does not have.
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    with_raw_sled(dir.path(), |db| {
+        edit_chunk(db, &chunk_key("ticket-0", 0), |entries| {
+            entries.push((3, *id("orphan").as_bytes()));
+        });
     });
     let problem = open(dir.path()).verify().unwrap().problem.unwrap();
     assert_eq!(problem.kind, ProblemKind::OrphanIndexEntry);
@@ -217,14 +261,14 @@ fn a_store_from_a_newer_format_is_refused() {
     filled(dir.path());
     with_raw_sled(dir.path(), |db| {
         let mut marker = b"aftersales-store".to_vec();
-        marker.extend_from_slice(&2u32.to_be_bytes());
+        marker.extend_from_slice(&3u32.to_be_bytes());
         db.insert(b"Mformat", marker).unwrap();
     });
     match Store::open(dir.path(), StoreConfig::default()) {
         Err(
             e @ StoreError::NewerFormat {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             },
         ) => assert!(e.to_string().contains("upgrade"), "{e}"),
@@ -270,16 +314,16 @@ fn an_uncommitted_tail_is_removed_on_open() {
             .filter(|(k, v)| {
                 k.as_ref() == log_key(21).as_slice()
                     || k.as_ref() == log_key(22).as_slice()
-                    || (k[0] != b'L'
-                        && k[0] != b'M'
-                        && v.as_ref() >= 21u64.to_be_bytes().as_slice())
+                    || (k[0] == b'T'
+                        && v.chunks_exact(24)
+                            .any(|e| u64::from_be_bytes(e[..8].try_into().unwrap()) >= 21))
             })
             .collect()
     };
     assert_eq!(
         donor_entries.len(),
-        6,
-        "two records with two index entries each"
+        4,
+        "two records and the two chunks their streams' entries went into"
     );
     with_raw_sled(dir.path(), |db| {
         for (k, v) in &donor_entries {
@@ -289,7 +333,11 @@ fn an_uncommitted_tail_is_removed_on_open() {
 
     let store = open(dir.path());
     assert_eq!(store.head_position(), 20);
-    assert!(store.get_by_id(id("e20")).unwrap().is_none());
+    assert!(store
+        .get_in_stream(&sid("ticket-2"), id("e20"))
+        .unwrap()
+        .is_none());
+    assert_eq!(store.stream_version(&sid("ticket-0")).unwrap(), 7);
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{report}");
     // The numbering continues where the acknowledged log ends.
@@ -358,9 +406,9 @@ fn a_log_that_lost_acknowledged_records_refuses_to_open() {
             let (key, _) = item.unwrap();
             let dropped = match key.first() {
                 Some(b'L') => u64::from_be_bytes(key[1..9].try_into().unwrap()) > 15,
-                Some(b'S') | Some(b'I') => {
-                    let value = db.get(&key).unwrap().unwrap();
-                    u64::from_be_bytes(value.as_ref().try_into().unwrap()) > 15
+                Some(b'T') => {
+                    edit_chunk(db, &key, |entries| entries.retain(|(p, _)| *p <= 15));
+                    false
                 }
                 _ => false,
             };
@@ -432,4 +480,170 @@ fn a_flipped_byte_in_the_data_file_never_opens_as_a_shorter_valid_log() {
             }
         }
     }
+}
+
+/// Rewrites a closed format-2 store of single-record pages into format 1: an `S` entry
+/// (length, name, version → position) and an `I` entry (id → position) per event instead
+/// of the chunks, and the format marker saying 1.
+fn downgrade_to_format_1(db: &sled::Db) {
+    let chunks: Vec<(sled::IVec, sled::IVec)> =
+        db.scan_prefix([b'T']).map(|kv| kv.unwrap()).collect();
+    for (key, value) in chunks {
+        let len = usize::from(u16::from_be_bytes([key[1], key[2]]));
+        let name = &key[3..3 + len];
+        let chunk = u64::from_be_bytes(key[3 + len..].try_into().unwrap());
+        for (i, entry) in value.chunks_exact(24).enumerate() {
+            let version = chunk * 32 + i as u64 + 1;
+            let mut s = vec![b'S'];
+            s.extend_from_slice(&(len as u16).to_be_bytes());
+            s.extend_from_slice(name);
+            s.extend_from_slice(&version.to_be_bytes());
+            db.insert(s, &entry[..8]).unwrap();
+            let mut i_key = vec![b'I'];
+            i_key.extend_from_slice(&entry[8..]);
+            db.insert(i_key, &entry[..8]).unwrap();
+        }
+        db.remove(key).unwrap();
+    }
+    let mut marker = b"aftersales-store".to_vec();
+    marker.extend_from_slice(&1u32.to_be_bytes());
+    db.insert(b"Mformat", marker).unwrap();
+}
+
+#[test]
+fn a_format_1_store_is_upgraded_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    let before = {
+        let store = open(dir.path());
+        (store.read_all(1, 100).unwrap(), store.head_hash())
+    };
+    with_raw_sled(dir.path(), |db| {
+        downgrade_to_format_1(db);
+        // A chunk left by an upgrade that was cut short: rebuilt from scratch.
+        db.insert(chunk_key("ticket-1", 0), vec![9u8; 24]).unwrap();
+    });
+    {
+        let store = open(dir.path());
+        assert_eq!(store.head_position(), 20);
+        assert_eq!(store.head_hash(), before.1);
+        assert_eq!(store.read_all(1, 100).unwrap(), before.0);
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{report}");
+        let ticket_1: Vec<_> = before
+            .0
+            .iter()
+            .filter(|e| e.stream.as_str() == "ticket-1")
+            .cloned()
+            .collect();
+        assert_eq!(
+            store.read_stream(&sid("ticket-1"), 1, 100).unwrap(),
+            ticket_1
+        );
+        // Idempotency survives the upgrade; numbering goes on.
+        let again = store
+            .append(&sid("ticket-1"), ExpectedVersion::Any, vec![ev("e4")])
+            .unwrap();
+        assert!(again.deduplicated);
+        assert_eq!(again.events[0].position, 5);
+        let next = store
+            .append(&sid("ticket-1"), ExpectedVersion::Exact(7), vec![ev("e20")])
+            .unwrap();
+        assert_eq!(next.first_position(), 21);
+    }
+    with_raw_sled(dir.path(), |db| {
+        let marker = db.get(b"Mformat").unwrap().unwrap();
+        assert_eq!(&marker[16..], 2u32.to_be_bytes().as_slice());
+        assert_eq!(db.scan_prefix([b'S']).count(), 0);
+        assert_eq!(db.scan_prefix([b'I']).count(), 0);
+        // A crash after the marker but before the old entries were all removed.
+        db.insert(b"Sleftover", b"x".to_vec()).unwrap();
+        db.insert(b"Ileftover", b"y".to_vec()).unwrap();
+    });
+    let store = open(dir.path());
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.records_checked, 21);
+}
+
+/// Appends from many threads share pages; a page's records read, verify and are found
+/// damaged one by one.
+#[test]
+fn records_sharing_a_page_are_read_and_checked_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = std::sync::Arc::new(open(dir.path()));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..20 {
+                        store
+                            .append(
+                                &sid(&format!("t{t}")),
+                                ExpectedVersion::Exact(i),
+                                vec![ev(&format!("t{t}-{i}"))],
+                            )
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(store.verify().unwrap().is_ok());
+        assert_eq!(store.read_all(1, 1000).unwrap().len(), 320);
+        assert_eq!(store.read_all(150, 3).unwrap()[0].position, 150);
+        for t in 0..16 {
+            let events = store.read_stream(&sid(&format!("t{t}")), 1, 100).unwrap();
+            assert_eq!(events.len(), 20);
+            assert_eq!(
+                store
+                    .read_stream_backward(&sid(&format!("t{t}")), Some(20), 1)
+                    .unwrap()[0]
+                    .id,
+                id(&format!("t{t}-19"))
+            );
+        }
+    }
+    // Find a page with more than one record and damage its second record.
+    let victim = {
+        let mut found = None;
+        with_raw_sled(dir.path(), |db| {
+            for kv in db.scan_prefix([b'L']) {
+                let (key, page) = kv.unwrap();
+                let first = u64::from_be_bytes(key[1..9].try_into().unwrap());
+                // The first record's length: fixed part + stream, type and payload lengths.
+                let s = usize::from(u16::from_be_bytes([page[77], page[78]]));
+                let t_at = 79 + s;
+                let t = usize::from(u16::from_be_bytes([page[t_at], page[t_at + 1]]));
+                let p_at = t_at + 2 + t;
+                let p = u32::from_be_bytes(page[p_at..p_at + 4].try_into().unwrap()) as usize;
+                let first_len = p_at + 4 + p + 32;
+                if page.len() > first_len {
+                    let mut bytes = page.to_vec();
+                    bytes[first_len + 60] ^= 0x01; // inside the second record's id
+                    db.insert(key, bytes).unwrap();
+                    found = Some(first + 1);
+                    break;
+                }
+            }
+        });
+        found.expect("16 concurrent appenders share at least one page")
+    };
+    let store = open(dir.path());
+    let problem = store.verify().unwrap().problem.unwrap();
+    assert_eq!(
+        (problem.position, problem.kind),
+        (victim, ProblemKind::HashMismatch)
+    );
+    match store.read_all(victim - 1, 2) {
+        Err(StoreError::CorruptRecord { position, .. }) => assert_eq!(position, victim),
+        other => panic!("expected CorruptRecord at {victim}, got {other:?}"),
+    }
+    assert_eq!(
+        store.read_all(victim - 1, 1).unwrap()[0].position,
+        victim - 1
+    );
 }
