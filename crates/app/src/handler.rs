@@ -196,12 +196,23 @@ impl Tickets {
                 ticket = evolve(ticket, &read(record)?.envelope.event);
             }
             let ctx = self.context(&s);
-            let events = decide(&ticket, s.command.clone(), &ctx).map_err(|rejection| {
-                HandleError::Rejected {
-                    ticket: s.ticket_id.clone(),
-                    rejection,
+            let events = match decide(&ticket, s.command.clone(), &ctx) {
+                Ok(events) => events,
+                Err(rejection) => {
+                    // The original of this redelivery may have become durable between the
+                    // check above and the read: then the ticket refuses it because it has
+                    // happened, and the answer is the stored events, not a rejection.
+                    if let Some(key) = &s.idempotency_key {
+                        if let Some(events) = self.already_stored(&s.ticket_id, key)? {
+                            return Ok(Handled::Duplicate { events });
+                        }
+                    }
+                    return Err(HandleError::Rejected {
+                        ticket: s.ticket_id.clone(),
+                        rejection,
+                    });
                 }
-            })?;
+            };
             let envelopes: Vec<EventEnvelope> = events
                 .into_iter()
                 .enumerate()
