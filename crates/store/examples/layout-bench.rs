@@ -16,22 +16,13 @@
 //!
 //! `cargo run --release -p aftersales-store --example layout-bench -- [seconds] [group] [streams]`
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const CHUNK_ENTRIES: u64 = 32;
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn stream_name(n: u64) -> Vec<u8> {
     format!("tmall:refund-{n:08}").into_bytes()
@@ -65,7 +56,7 @@ fn run(
     let mut next_stream = 0u64;
     while Instant::now() < until {
         if at_half.is_none() && Instant::now() >= half {
-            at_half = Some((position, rss_kib() as i64));
+            at_half = Some((position, rss::rss_kib() as i64));
         }
         let mut page = Vec::with_capacity(group as usize * (record.len() + 4));
         let first = position + 1;
@@ -122,7 +113,7 @@ fn run(
     }
     let elapsed = started.elapsed();
     let (half_position, half_rss) = at_half.unwrap_or((0, 0));
-    let growth = rss_kib() as i64 - half_rss;
+    let growth = rss::rss_kib() as i64 - half_rss;
     Ok((position, elapsed, growth, position - half_position))
 }
 

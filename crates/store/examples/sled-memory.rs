@@ -5,17 +5,8 @@
 //!
 //! `cargo run --release -p aftersales-store --example sled-memory -- [keys 1-3] [cache MiB] [events]`
 
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
+#[path = "support/rss.rs"]
+mod rss;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -53,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{i:>9} events  {:>6.1} s  RSS {:>5} MiB",
                 started.elapsed().as_secs_f64(),
-                rss_mib()
+                rss::rss_kib() / 1024
             );
         }
     }
