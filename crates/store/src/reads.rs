@@ -41,13 +41,17 @@ pub(crate) fn page_at(
     Ok(found.and_then(|(key, page)| keys::parse_log_key(&key).map(|first| (first, page))))
 }
 
-/// The records of a page, decoded, checked to hold positions `first, first + 1, …`.
-pub(crate) fn decode_page(first: Position, page: &[u8]) -> Result<Vec<RecordedEvent>, StoreError> {
-    let parts = record::page_records(page).map_err(|e| StoreError::CorruptRecord {
+/// The records' bytes of the page starting at `first`.
+fn split_page(first: Position, page: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    record::page_records(page).map_err(|e| StoreError::CorruptRecord {
         position: first,
         reason: e.to_string(),
-    })?;
-    parts
+    })
+}
+
+/// The records of a page, decoded, checked to hold positions `first, first + 1, …`.
+pub(crate) fn decode_page(first: Position, page: &[u8]) -> Result<Vec<RecordedEvent>, StoreError> {
+    split_page(first, page)?
         .into_iter()
         .zip(first..)
         .map(|(bytes, position)| decode_at(position, bytes))
@@ -62,12 +66,8 @@ pub(crate) fn read_record_in(
     let Some((first, page)) = page_at(db, position)? else {
         return Ok(None);
     };
-    let parts = record::page_records(&page).map_err(|e| StoreError::CorruptRecord {
-        position: first,
-        reason: e.to_string(),
-    })?;
     let index = usize::try_from(position - first).unwrap_or(usize::MAX);
-    parts
+    split_page(first, &page)?
         .get(index)
         .map(|bytes| decode_at(position, bytes))
         .transpose()
@@ -108,13 +108,9 @@ pub(crate) fn read_range(
         if first != expected {
             return Err(missing(expected));
         }
-        let parts = record::page_records(&page).map_err(|e| StoreError::CorruptRecord {
-            position: first,
-            reason: e.to_string(),
-        })?;
         // Only the records asked for are decoded: a damaged neighbour in the same page
         // does not fail a read that does not include it.
-        for (bytes, position) in parts.into_iter().zip(first..) {
+        for (bytes, position) in split_page(first, &page)?.into_iter().zip(first..) {
             expected = position + 1;
             if position >= from && position <= upto {
                 out.push(decode_at(position, bytes)?);
