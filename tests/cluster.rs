@@ -144,13 +144,7 @@ impl Instance {
     }
 
     fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
+        let status = support::sigterm(&mut self.child);
         assert!(status.success(), "{status:?}\n{}", self.tail());
     }
 }

@@ -196,13 +196,7 @@ impl Serve {
 
     /// SIGTERM; panics unless it stops cleanly (exit 0), showing its log.
     fn terminate(mut self, what: &str) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
+        let status = support::sigterm(&mut self.child);
         assert!(status.success(), "{what}: {status:?}\n{}", self.tail());
     }
 

@@ -94,13 +94,7 @@ fn ingest_killed_mid_batch_stores_every_message_exactly_once() {
         progress(&rt, &js).1 == 0
     });
     // SIGTERM: a graceful stop closes the store.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
+    let status = support::sigterm(&mut child);
     assert!(status.success(), "{status:?}");
 
     let store = Store::open(&data, StoreConfig::new(Arc::new(SystemClock))).unwrap();
@@ -145,13 +139,7 @@ fn deadletter_list_shows_why_and_replay_feeds_it_back() {
         let (delivered, left) = progress(&rt, &js);
         delivered >= 2 && left == 0
     });
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    assert!(support::sigterm(&mut child).success());
 
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_aftersales"))
@@ -258,12 +246,7 @@ fn serve_with_nats_turns_a_webhook_into_a_ticket_and_its_warning_into_one_alert(
     assert!(m.contains("aftersales_alerts_published_total 1\n"), "{m}");
 
     // SIGTERM and start again: the cursor holds, nothing is sent twice.
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    assert!(support::sigterm(&mut child).success());
     let mut child = serve();
     // Once the restarted publisher has looked at the whole log, count again.
     wait_until(30, "the restarted publisher to catch up", || {

@@ -115,3 +115,11 @@ pub fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Sends SIGTERM to `child` and waits for it: how the service is stopped gracefully.
+pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+    child.wait().unwrap()
+}
