@@ -48,6 +48,8 @@ struct StreamState {
     ids: HashMap<Uuid, (Version, Position)>,
     /// The entries of the chunk holding `version` (empty when it is full or new).
     chunk: Vec<u8>,
+    /// Listed in `Writer::dirty`: its chunk changed since the last page was written.
+    dirty: bool,
 }
 
 /// One queued append or import.
@@ -359,9 +361,10 @@ impl Writer<'_> {
             result = result.and_then(|_| db.insert(key, chunk).map(|_| ()));
         }
         for stream in self.dirty.drain(..) {
-            let Some(state) = self.streams.get(&stream) else {
+            let Some(state) = self.streams.get_mut(&stream) else {
                 continue;
             };
+            state.dirty = false;
             if state.chunk.is_empty() {
                 continue; // it filled up and went with the full ones
             }
@@ -412,6 +415,7 @@ impl Writer<'_> {
                     version,
                     ids,
                     chunk,
+                    dirty: false,
                 },
             );
         }
@@ -434,12 +438,14 @@ impl Writer<'_> {
         state.ids.insert(*id, (version, position));
         let full = state.chunk.len() == keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
         let chunk = full.then(|| std::mem::take(&mut state.chunk));
+        // A flag, not a search of the list: a group can touch a thousand streams.
+        let newly_dirty = !std::mem::replace(&mut state.dirty, true);
         self.cached_ids += 1;
         if let Some(chunk) = chunk {
             self.full_chunks
                 .push((keys::chunk_key(stream, keys::chunk_of(version).0), chunk));
         }
-        if !self.dirty.contains(stream) {
+        if newly_dirty {
             self.dirty.push(stream.clone());
         }
         Ok(())
