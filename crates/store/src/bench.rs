@@ -86,6 +86,8 @@ pub struct StoreCase {
     pub p99: Duration,
     /// Size of the store directory after close, divided by events.
     pub bytes_per_event: f64,
+    /// Events per group commit (one flush each).
+    pub events_per_flush: f64,
 }
 
 /// What a bare-sled case writes per record.
@@ -157,11 +159,12 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:>7} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} | {:>9} {:>10} {:>6} | {:>10} {:>6}",
+            "{:>7} {:>9} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9} | {:>9} {:>10} {:>6} | {:>10} {:>6}",
             "writers",
             "ev/append",
             "appends/s",
             "events/s",
+            "ev/flush",
             "p50 ms",
             "p99 ms",
             "B/event",
@@ -176,11 +179,12 @@ impl fmt::Display for BenchReport {
             let same = self.raw_of(c, RawWrites::StoreWrites);
             writeln!(
                 f,
-                "{:>7} {:>9} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>9.0} | {:>9} {:>10.0} {:>6.2} | {:>10.0} {:>6.2}",
+                "{:>7} {:>9} {:>10.0} {:>10.0} {:>8.1} {:>9.2} {:>9.2} {:>9.0} | {:>9} {:>10.0} {:>6.2} | {:>10.0} {:>6.2}",
                 c.writers,
                 c.events_per_append,
                 c.appends_per_sec,
                 c.events_per_sec,
+                c.events_per_flush,
                 c.p50.as_secs_f64() * 1e3,
                 c.p99.as_secs_f64() * 1e3,
                 c.bytes_per_event,
@@ -350,6 +354,7 @@ fn run_store_case(
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let flushes = store.flushes();
     store.close()?;
     drop(store);
     latencies.sort_unstable();
@@ -363,6 +368,7 @@ fn run_store_case(
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         bytes_per_event: dir_size(dir) as f64 / total_events.max(1.0),
+        events_per_flush: total_events / flushes.max(1) as f64,
     })
 }
 

@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     pub durable_cv: Condvar,
     /// Mirror of `durable.head` so readers need no lock.
     pub durable_head: AtomicU64,
+    /// Group commits (flushes) done since open.
+    pub flushes: AtomicU64,
 }
 
 impl Inner {
@@ -222,6 +224,7 @@ impl Store {
             }),
             durable_cv: Condvar::new(),
             durable_head: AtomicU64::new(head),
+            flushes: AtomicU64::new(0),
         });
         let flusher = flusher::spawn(Arc::clone(&inner), head)?;
         let writer = match writer::spawn(Arc::clone(&inner), head, head_hash, last_recorded_at) {
@@ -289,6 +292,12 @@ impl Store {
     /// Hash of the record at [`Store::head_position`] (zeros when empty).
     pub fn head_hash(&self) -> [u8; 32] {
         self.inner.lock_durable().head_hash
+    }
+
+    /// Group commits (one flush each) since the store was opened: events acknowledged per
+    /// flush is what group commit achieves.
+    pub fn flushes(&self) -> u64 {
+        self.inner.flushes.load(Ordering::Relaxed)
     }
 
     /// Why the store refuses appends, once a write to disk has failed (a full disk, an I/O

@@ -372,3 +372,50 @@ fn a_second_open_of_the_same_directory_is_refused() {
         other => panic!("expected AlreadyInUse, got {other:?}"),
     }
 }
+
+/// Group commit: a lone writer's appends take one flush each (the flusher's wait for
+/// returning appenders must not hold it back), an idle store flushes nothing, and
+/// concurrent appenders share flushes.
+#[test]
+fn flushes_are_one_per_lone_append_and_shared_by_concurrent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let lone = sid("lone");
+    for i in 0..20 {
+        store
+            .append(&lone, ExpectedVersion::Any, vec![ev(&format!("l{i}"))])
+            .unwrap();
+    }
+    assert_eq!(store.flushes(), 20);
+    thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(store.flushes(), 20, "an idle store does not flush");
+
+    let threads = 32;
+    let rounds = 20;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                let stream = sid(&format!("t{t}"));
+                for r in 0..rounds {
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![ev(&format!("{t}-{r}"))])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let shared = store.flushes() - 20;
+    assert_eq!(store.head_position(), 20 + (threads * rounds) as u64);
+    assert!(
+        shared < (threads * rounds) as u64 / 2,
+        "{} appends took {shared} flushes",
+        threads * rounds
+    );
+}
