@@ -269,7 +269,7 @@ enum Bench {
         /// Where to put the service's store, config and log (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The service's `[store] cache_mib` (default: 64).
+        /// The service's `[store] cache_mib` (default: 16).
         #[arg(long)]
         cache_mib: Option<u64>,
     },

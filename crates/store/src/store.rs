@@ -20,8 +20,10 @@ use aftersales_clock::{Clock, SystemClock};
 use chrono::{DateTime, Utc};
 
 /// Default size of sled's page cache. sled's own default is 1 GiB, and its resident
-/// memory grows well beyond the setting, so the store always sets it explicitly.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+/// memory grows well beyond the setting, so the store always sets it explicitly. 16 MiB:
+/// with 64 the service's memory was still growing ten minutes into the load test, with
+/// 16 it was flat after two (RELIABILITY.md, "Memory").
+pub const DEFAULT_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// How to open a store.
 #[derive(Clone)]
