@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 /// Default size of sled's page cache. sled's own default is 1 GiB, and its resident
 /// memory grows well beyond the setting, so the store always sets it explicitly. 16 MiB:
-/// with 64 the service's memory was still growing ten minutes into the load test, with
+/// with 64 the service's memory was still growing five minutes into the load test, with
 /// 16 it was flat after two (RELIABILITY.md, "Memory").
 pub const DEFAULT_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
