@@ -494,6 +494,14 @@ fn the_compose_configs_run_two_instances_that_share_64_partitions() {
         .unwrap();
     rt.block_on(async {
         let js = jetstream::new(async_nats::connect(url.as_str()).await.unwrap());
+        // Owning a partition comes before its ingest has made the webhook stream (CI saw
+        // StreamNotFound here once): make it as the service does, as a gateway's deploy would.
+        aftersales_ingest::deadletter::ensure_streams(
+            &js,
+            &aftersales_ingest::IngestConfig::default(),
+        )
+        .await
+        .unwrap();
         publish(&js, 0..20, PartitionCount::new(64).unwrap()).await;
     });
     for i in both {
