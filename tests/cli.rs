@@ -209,35 +209,52 @@ fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     (status, out.split_once("\r\n\r\n").unwrap().1.to_owned())
 }
 
-/// `aftersales serve` on a free loopback port; killed on drop if a test fails first, so
-/// no server outlives its test.
+/// `aftersales serve` on a loopback port the kernel picks (`--http 127.0.0.1:0`), at the
+/// address it says it bound: a port picked by the test and released could be taken by a
+/// parallel test's server. Killed on drop if a test fails first, so no server outlives
+/// its test; its stderr is kept and shown when it does not start.
 struct Serve {
     child: Option<std::process::Child>,
     addr: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Serve {
     fn start(data: &Path) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
-            .args(["serve", "--http", &addr, "--data"])
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(["serve", "--http", "127.0.0.1:0", "--data"])
             .arg(data)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let serve = Serve {
+        let lines = std::io::BufReader::new(child.stderr.take().unwrap());
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn({
+            let stderr = stderr.clone();
+            move || {
+                for line in lines.lines().map_while(Result::ok) {
+                    if let Some(rest) = line.strip_prefix("serving http://") {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                    }
+                    let mut all = stderr.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            }
+        });
+        let addr = rx.recv_timeout(std::time::Duration::from_secs(30));
+        let mut serve = Serve {
             child: Some(child),
-            addr,
+            addr: String::new(),
+            stderr,
+            reader: Some(reader),
         };
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(&serve.addr).is_err() {
-            assert!(started.elapsed().as_secs() < 30, "serve did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        match addr {
+            Ok(addr) => serve.addr = addr,
+            Err(_) => panic!("serve did not start: {}", serve.stderr.lock().unwrap()),
         }
         serve
     }
@@ -254,16 +271,18 @@ impl Serve {
 
     /// SIGTERM; returns what it printed on stderr once it exited 0.
     fn stop(mut self) -> String {
-        let child = self.child.take().unwrap();
+        let mut child = self.child.take().unwrap();
         let pid = child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap()
             .success());
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
+        let status = child.wait().unwrap();
+        // The reader ends at the pipe's end, so it has everything serve printed.
+        self.reader.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "{stderr}");
         stderr
     }
 }
@@ -272,6 +291,13 @@ impl Drop for Serve {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
+            if std::thread::panicking() {
+                let _ = c.wait();
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                eprintln!("serve's stderr: {}", self.stderr.lock().unwrap());
+            }
         }
     }
 }
