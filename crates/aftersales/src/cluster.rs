@@ -23,7 +23,9 @@ use std::time::Duration;
 use aftersales_alerts::{cursor_path as alerts_cursor, Publisher};
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
-use aftersales_eventstream::{cursor_path as events_cursor, EventPublisher, RebuildError};
+use aftersales_eventstream::{
+    cursor_path as events_cursor, EventPublisher, Publishers, RebuildError,
+};
 use aftersales_http::{router, Api, TicketSource, Tokens};
 use aftersales_ingest::{Ingest, IngestConfig, PartitionDuty, Stats};
 use aftersales_lease::{Change, LeaseConfig, Leases, Timing};
@@ -534,13 +536,20 @@ async fn serve_partition(
         Calendar::builtin(),
         ctx.file.alerts.windows()?,
     )?);
-    let events = EventPublisher::new(store.clone(), events_cursor(&dir), &ctx.file.events)?;
+    // A cluster's partitions all publish to the same two streams.
+    let events = EventPublisher::new(
+        store.clone(),
+        events_cursor(&dir),
+        &ctx.file.events,
+        Publishers::Many,
+    )?;
     let events_stats = events.stats();
     let events_task = tokio::spawn(events.run(ctx.client.clone(), until_stopped(stop.clone())));
     let alerts = Publisher::new(
         store.clone(),
         alerts_cursor(&dir),
         ctx.file.alerts.publish.clone(),
+        Publishers::Many,
     );
     let alerts_task = tokio::spawn(alerts.run(ctx.client.clone(), until_stopped(stop.clone())));
     let timer_stop = Arc::new(AtomicBool::new(false));

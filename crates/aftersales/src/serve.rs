@@ -12,7 +12,9 @@ use std::time::Duration;
 use aftersales_alerts::{cursor_path as alerts_cursor, Publisher, PublisherConfig};
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
-use aftersales_eventstream::{cursor_path as events_cursor, EventPublisher, EventsConfig};
+use aftersales_eventstream::{
+    cursor_path as events_cursor, EventPublisher, EventsConfig, Publishers,
+};
 use aftersales_http::{open_is_allowed, router, Api, TicketSource, Tokens, WebhookSecrets};
 use aftersales_ingest::{Ingest, IngestConfig};
 use aftersales_outbox::OutboxStats;
@@ -317,6 +319,7 @@ pub fn run(
                     tickets.store().clone(),
                     alerts_cursor(data),
                     file.alerts.publish.clone(),
+                    Publishers::One,
                 );
                 let alerts = OutboxTask {
                     stats: publisher.stats(),
@@ -329,6 +332,7 @@ pub fn run(
                         tickets.store().clone(),
                         events_cursor(data),
                         &file.events,
+                        Publishers::One,
                     )?;
                     Some(OutboxTask {
                         stats: publisher.stats(),

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use aftersales_outbox::{
     read_cursor, write_cursor, OutboxError as AlertsError, OutboxStats as PublisherStats,
+    Publishers,
 };
 
 /// Where alerts go.
@@ -112,13 +113,20 @@ impl Select for Alerts {
 pub struct Publisher(Outbox<Alerts>);
 
 impl Publisher {
-    pub fn new(store: Arc<Store>, cursor: PathBuf, cfg: PublisherConfig) -> Publisher {
+    /// `publishers`: as for the events stream, one instance's or a cluster's.
+    pub fn new(
+        store: Arc<Store>,
+        cursor: PathBuf,
+        cfg: PublisherConfig,
+        publishers: Publishers,
+    ) -> Publisher {
         let cfg = OutboxConfig {
             stream: cfg.stream,
             subject_prefix: cfg.subject_prefix,
             duplicate_window_secs: cfg.duplicate_window_secs,
             poll_millis: cfg.poll_millis,
             start: Start::Head,
+            publishers,
         };
         Publisher(Outbox::new(store, cursor, cfg, Alerts))
     }

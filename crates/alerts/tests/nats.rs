@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_alerts::{
-    cursor_path, read_cursor, write_cursor, Publisher, PublisherConfig, PublisherStats,
+    cursor_path, read_cursor, write_cursor, Publisher, PublisherConfig, PublisherStats, Publishers,
 };
 use aftersales_app::{Submission, Tickets};
 use aftersales_clock::SystemClock;
@@ -98,6 +98,7 @@ fn start(store: &Arc<Store>, client: async_nats::Client) -> Running {
             poll_millis: 20,
             ..PublisherConfig::default()
         },
+        Publishers::One,
     );
     let stats = publisher.stats();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

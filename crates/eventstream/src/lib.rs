@@ -20,6 +20,7 @@ pub use rebuild::{follow, rebuild, record_from, record_of, RebuildError, Rebuilt
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use aftersales_outbox::Publishers;
 use aftersales_outbox::{Outbox, OutboxConfig, OutboxError, OutboxStats, Outgoing, Select, Start};
 use aftersales_partition::{partition_of, Partition, PartitionCount};
 use aftersales_store::{RecordedEvent, Store};
@@ -100,11 +101,14 @@ impl Select for Events {
 pub struct EventPublisher(Outbox<Events>);
 
 impl EventPublisher {
-    /// Fails if the config's partition count is out of range.
+    /// Fails if the config's partition count is out of range. `publishers`: whether
+    /// this store's publisher is the stream's only one (one instance) or one of many (a
+    /// cluster's partitions).
     pub fn new(
         store: Arc<Store>,
         cursor: PathBuf,
         cfg: &EventsConfig,
+        publishers: Publishers,
     ) -> Result<EventPublisher, aftersales_partition::PartitionError> {
         let partitions = PartitionCount::new(cfg.partitions)?;
         let outbox = OutboxConfig {
@@ -113,6 +117,7 @@ impl EventPublisher {
             duplicate_window_secs: cfg.duplicate_window_secs,
             poll_millis: cfg.poll_millis,
             start: Start::Beginning,
+            publishers,
         };
         Ok(EventPublisher(Outbox::new(
             store,

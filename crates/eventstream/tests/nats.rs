@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aftersales_app::{Submission, Tickets};
 use aftersales_clock::SystemClock;
-use aftersales_eventstream::{cursor_path, EventPublisher, EventsConfig};
+use aftersales_eventstream::{cursor_path, EventPublisher, EventsConfig, Publishers};
 use aftersales_outbox::{read_cursor, write_cursor};
 use aftersales_partition::{partition_of, PartitionCount};
 use aftersales_store::{Store, StoreConfig};
@@ -78,7 +78,13 @@ struct Running {
 }
 
 fn start(store: &Arc<Store>, client: async_nats::Client, cfg: &EventsConfig) -> Running {
-    let publisher = EventPublisher::new(store.clone(), cursor_path(store.path()), cfg).unwrap();
+    let publisher = EventPublisher::new(
+        store.clone(),
+        cursor_path(store.path()),
+        cfg,
+        Publishers::One,
+    )
+    .unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(publisher.run(client, async {
         let _ = rx.await;
