@@ -50,8 +50,8 @@ pub use reads::AllEvents;
 pub use store::{Store, StoreConfig, DEFAULT_CACHE_CAPACITY};
 pub use subscription::Subscription;
 pub use types::{
-    AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
-    Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_ID_BYTES,
+    Append, AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    StreamId, Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_ID_BYTES,
 };
 pub use verify::{ProblemKind, VerifyProblem, VerifyReport};
 

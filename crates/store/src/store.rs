@@ -13,7 +13,9 @@ use crate::flusher::{self, PendingState};
 use crate::keys;
 use crate::migrate;
 use crate::record::GENESIS_HASH;
-use crate::types::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
+use crate::types::{
+    Append, AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+};
 use crate::watermark::{self, Watermark};
 use crate::writer::{self, Queue};
 use aftersales_clock::{Clock, SystemClock};
@@ -264,6 +266,21 @@ impl Store {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         writer::append(&self.inner, stream, expected, events)
+    }
+
+    /// Several appends, to different streams or not, in one request: each is checked and
+    /// made atomically on its own, exactly as [`Store::append`] would in this order (one
+    /// failing leaves the others be), and all share one flush. Returns once every one
+    /// that was written is on disk, with one outcome per append, in order; `Err` only
+    /// when the store can write nothing (closed, or a write to disk failed).
+    ///
+    /// For a caller that has many appends in hand (the ingest's batches): one hand-off to
+    /// the writer and one wake-up instead of one each.
+    pub fn append_many(
+        &self,
+        appends: Vec<Append>,
+    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        writer::append_many(&self.inner, appends)
     }
 
     /// Copies records from another store's log (a partition's store rebuilt from the

@@ -156,6 +156,14 @@ pub struct RecordedEvent {
     pub hash: [u8; 32],
 }
 
+/// One append of [`crate::Store::append_many`]: what [`crate::Store::append`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Append {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
 /// Where one appended event landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventPosition {

@@ -18,7 +18,7 @@
 //! ids and last chunk.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -31,8 +31,8 @@ use crate::keys;
 use crate::record::{self, RecordFields};
 use crate::store::Inner;
 use crate::types::{
-    AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
-    Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
+    Append, AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    StreamId, Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
 };
 
 /// Event ids held by the writer's stream cache; the cache is simply cleared between two
@@ -68,6 +68,12 @@ enum Work {
     },
     /// Records copied from another store's log (see [`crate::Store::import`]).
     Import(Vec<RecordedEvent>),
+    /// Appends to several streams in one request (see [`crate::Store::append_many`]):
+    /// each is checked and written on its own, their outcomes left in `outcomes`.
+    Many {
+        appends: Vec<Append>,
+        outcomes: Arc<Mutex<Vec<Result<AppendResult, StoreError>>>>,
+    },
 }
 
 /// Appends waiting for the writer thread; guarded by `Inner::queue`.
@@ -94,6 +100,41 @@ pub(crate) fn append(
             events,
         },
     )
+}
+
+/// See [`crate::Store::append_many`].
+pub(crate) fn append_many(
+    inner: &Inner,
+    appends: Vec<Append>,
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    // An append that fails validation is answered here; the others go to the writer.
+    let mut answers = Vec::with_capacity(appends.len());
+    let mut valid = Vec::with_capacity(appends.len());
+    for a in appends {
+        match validate(&a.events) {
+            Ok(()) => {
+                answers.push(None);
+                valid.push(a);
+            }
+            Err(e) => answers.push(Some(Err(e))),
+        }
+    }
+    let outcomes = Arc::new(Mutex::new(Vec::with_capacity(valid.len())));
+    if !valid.is_empty() {
+        submit(
+            inner,
+            Work::Many {
+                appends: valid,
+                outcomes: Arc::clone(&outcomes),
+            },
+        )?;
+    }
+    let mut written =
+        std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner())).into_iter();
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| written.next().unwrap_or(Err(StoreError::Closed))))
+        .collect())
 }
 
 /// See [`crate::Store::import`].
@@ -326,6 +367,7 @@ impl Writer<'_> {
                             events,
                         } => self.write(stream, *expected, events),
                         Work::Import(records) => self.import(records),
+                        Work::Many { appends, outcomes } => Ok(self.write_many(appends, outcomes)),
                     },
                 };
                 let wrote = self.next_position > before;
@@ -344,6 +386,35 @@ impl Writer<'_> {
                 poison(self.inner, reason.clone());
                 return;
             }
+        }
+    }
+
+    /// Writes each append of a [`Work::Many`] on its own (in memory, like `write`),
+    /// leaving the outcomes in order. The request as a whole waits for the highest
+    /// position among them, a redelivery's original included: it may be in this very
+    /// page, not yet durable.
+    fn write_many(
+        &mut self,
+        appends: &[Append],
+        outcomes: &Mutex<Vec<Result<AppendResult, StoreError>>>,
+    ) -> AppendResult {
+        let mut out = outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut highest: Option<EventPosition> = None;
+        for a in appends {
+            let result = self.write(&a.stream, a.expected, &a.events);
+            if let Ok(r) = &result {
+                for e in &r.events {
+                    if highest.as_ref().is_none_or(|h| e.position > h.position) {
+                        highest = Some(*e);
+                    }
+                }
+            }
+            out.push(result);
+        }
+        AppendResult {
+            events: highest.into_iter().collect(),
+            stream_version: 0,
+            deduplicated: false,
         }
     }
 

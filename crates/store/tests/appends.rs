@@ -419,3 +419,74 @@ fn flushes_are_one_per_lone_append_and_shared_by_concurrent_ones() {
         threads * rounds
     );
 }
+
+#[test]
+fn append_many_decides_each_append_on_its_own_and_shares_one_flush() {
+    use aftersales_store::Append;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, c) = (sid("ticket-a"), sid("ticket-b"), sid("ticket-c"));
+    store
+        .append(&b, ExpectedVersion::NoStream, vec![ev("b1")])
+        .unwrap();
+    let a1 = ev("a1");
+    let flushes = store.flushes();
+    let outcomes = store
+        .append_many(vec![
+            Append {
+                stream: a.clone(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![a1.clone(), ev("a2")],
+            },
+            // Stale: b is at 1.
+            Append {
+                stream: b.clone(),
+                expected: ExpectedVersion::Exact(5),
+                events: vec![ev("b2")],
+            },
+            Append {
+                stream: c.clone(),
+                expected: ExpectedVersion::Any,
+                events: vec![],
+            },
+            // The same event again in the same request: a redelivery, not a second write.
+            Append {
+                stream: a.clone(),
+                expected: ExpectedVersion::Any,
+                events: vec![a1.clone()],
+            },
+            Append {
+                stream: c.clone(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![ev("c1")],
+            },
+        ])
+        .unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let first = outcomes[0].as_ref().unwrap();
+    assert_eq!((first.first_position(), first.last_position()), (2, 3));
+    assert!(matches!(
+        outcomes[1],
+        Err(StoreError::WrongExpectedVersion { .. })
+    ));
+    assert!(matches!(outcomes[2], Err(StoreError::EmptyAppend)));
+    let again = outcomes[3].as_ref().unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.first_position(), 2);
+    assert_eq!(outcomes[4].as_ref().unwrap().first_position(), 4);
+    assert_eq!(store.flushes() - flushes, 1, "one flush for the request");
+    assert_eq!(store.head_position(), 4);
+    assert_eq!(
+        store.stream_version(&b).unwrap(),
+        1,
+        "the stale append wrote nothing"
+    );
+    let log = store.read_all(1, 10).unwrap();
+    let streams: Vec<&str> = log.iter().map(|r| r.stream.as_str()).collect();
+    assert_eq!(streams, ["ticket-b", "ticket-a", "ticket-a", "ticket-c"]);
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.head_position(), 4, "durable once answered");
+    assert!(store.verify().unwrap().is_ok());
+}
