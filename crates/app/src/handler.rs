@@ -9,7 +9,8 @@ use aftersales_schema::{
     decode_stored, encode, EventEnvelope, SchemaError, CURRENT_SCHEMA_VERSION,
 };
 use aftersales_store::{
-    ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId, Version,
+    Append, AppendResult, ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId,
+    Version,
 };
 use aftersales_ticket::{
     decide, evolve, Actor, Command, Context, Platform, Rejection, RulePackId, Ticket, TicketId,
@@ -62,6 +63,46 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
     /// The event that caused this command, if any (an expiry's cause is its deadline).
     pub causation_id: Option<Uuid>,
+}
+
+/// What [`Tickets::prepare`] found: an answer already, or events to append.
+enum Step {
+    Done(Handled),
+    Append(Decided),
+}
+
+/// A decided command waiting for its append.
+struct Decided {
+    ticket_id: TicketId,
+    stream: StreamId,
+    expected: ExpectedVersion,
+    /// The ticket before the new events.
+    ticket: Ticket,
+    envelopes: Vec<EventEnvelope>,
+}
+
+impl Decided {
+    fn new_events(&self) -> Vec<NewEvent> {
+        self.envelopes
+            .iter()
+            .map(|e| NewEvent::new(e.event_id, e.event.name(), encode(e)))
+            .collect()
+    }
+}
+
+fn span(s: &Submission) -> tracing::Span {
+    tracing::info_span!(
+        "ticket",
+        ticket = %s.ticket_id,
+        command = s.command.name(),
+        key = s.idempotency_key.as_deref().unwrap_or("-"),
+    )
+}
+
+fn stripe_of(ticket: &TicketId) -> usize {
+    let mut hasher = DefaultHasher::new();
+    ticket.hash(&mut hasher);
+    (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
 /// An event as read back: its place in the store and its envelope.
@@ -156,122 +197,231 @@ impl Tickets {
     pub fn handle(&self, s: Submission) -> Result<Handled, HandleError> {
         // Every log line while deciding and appending names the ticket and the command
         // (ids and names only: notes and payloads never reach a span).
-        let _span = tracing::info_span!(
-            "ticket",
-            ticket = %s.ticket_id,
-            command = s.command.name(),
-            key = s.idempotency_key.as_deref().unwrap_or("-"),
-        )
-        .entered();
-        let stream = stream_of(&s.ticket_id)?;
-        if let Command::Open { ticket } = &s.command {
-            // The stream is the ticket: an opening routed elsewhere would mix two tickets.
-            if ticket.id != s.ticket_id {
-                return Err(HandleError::TicketIdMismatch {
-                    routed: s.ticket_id,
-                    opens: ticket.id.clone(),
-                });
-            }
-        }
-        let mut hasher = DefaultHasher::new();
-        s.ticket_id.hash(&mut hasher);
-        let stripe = &self.stripes[(hasher.finish() % LOCK_STRIPES as u64) as usize];
-        let _one_at_a_time = stripe.lock().unwrap_or_else(|e| e.into_inner());
+        let _span = span(&s).entered();
+        let stream = self.check_routing(&s)?;
+        let _one_at_a_time = self.stripes[stripe_of(&s.ticket_id)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(1 << (attempt - 1)));
             }
-            if let Some(key) = &s.idempotency_key {
-                if let Some(events) = self.already_stored(&s.ticket_id, key)? {
-                    return Ok(Handled::Duplicate { events });
-                }
-            }
-            let (mut version, mut ticket) = self
-                .lock_folded()
-                .get(&s.ticket_id)
-                .cloned()
-                .unwrap_or_default();
-            for record in self.store.read_stream(&stream, version + 1, usize::MAX)? {
-                version = record.version;
-                ticket = evolve(ticket, &read(record)?.envelope.event);
-            }
-            let ctx = self.context(&s);
-            let events = match decide(&ticket, s.command.clone(), &ctx) {
-                Ok(events) => events,
-                Err(rejection) => {
-                    // The original of this redelivery may have become durable between the
-                    // check above and the read: then the ticket refuses it because it has
-                    // happened, and the answer is the stored events, not a rejection.
-                    if let Some(key) = &s.idempotency_key {
-                        if let Some(events) = self.already_stored(&s.ticket_id, key)? {
-                            return Ok(Handled::Duplicate { events });
-                        }
-                    }
-                    return Err(HandleError::Rejected {
-                        ticket: s.ticket_id.clone(),
-                        rejection,
-                    });
-                }
+            let decided = match self.prepare(&s, stream.clone())? {
+                Step::Done(handled) => return Ok(handled),
+                Step::Append(decided) => decided,
             };
-            let envelopes: Vec<EventEnvelope> = events
-                .into_iter()
-                .enumerate()
-                .map(|(i, event)| EventEnvelope {
-                    event_id: match &s.idempotency_key {
-                        Some(key) => event_id(&s.ticket_id, key, i),
-                        None => Uuid::new_v4(),
-                    },
-                    ticket_id: s.ticket_id.clone(),
-                    schema_version: CURRENT_SCHEMA_VERSION,
-                    occurred_at: s.at,
-                    recorded_at: None,
-                    source_message_id: s.idempotency_key.clone(),
-                    causation_id: s.causation_id,
-                    event,
-                })
-                .collect();
-            let new_events = envelopes
-                .iter()
-                .map(|e| NewEvent::new(e.event_id, e.event.name(), encode(e)))
-                .collect();
-            let expected = match version {
-                0 => ExpectedVersion::NoStream,
-                v => ExpectedVersion::Exact(v),
-            };
-            match self.store.append(&stream, expected, new_events) {
-                Ok(result) => {
-                    let mut index = self.order_lines.write().unwrap_or_else(|e| e.into_inner());
-                    let mut stored = Vec::with_capacity(envelopes.len());
-                    for (envelope, at) in envelopes.into_iter().zip(result.events) {
-                        index.apply(&s.ticket_id, &envelope.event);
-                        ticket = evolve(ticket, &envelope.event);
-                        stored.push(Stored {
-                            position: at.position,
-                            version: at.version,
-                            envelope,
-                        });
-                    }
-                    if result.deduplicated {
-                        return Ok(Handled::Duplicate { events: stored });
-                    }
-                    if let Some(last) = stored.last() {
-                        let mut folded = self.lock_folded();
-                        if folded.len() >= CACHED_TICKETS {
-                            folded.clear();
-                        }
-                        folded.insert(s.ticket_id.clone(), (last.version, ticket.clone()));
-                    }
-                    return Ok(Handled::Applied {
-                        ticket,
-                        events: stored,
-                    });
-                }
+            match self
+                .store
+                .append(&decided.stream, decided.expected, decided.new_events())
+            {
+                Ok(result) => return Ok(self.complete(decided, result)),
                 // Someone else appended first: decide again on the newer ticket.
                 Err(StoreError::WrongExpectedVersion { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(HandleError::Contention(s.ticket_id))
+    }
+
+    /// Decides several commands and appends them in one store request
+    /// ([`Store::append_many`]), one flush for all: the ingest's batches. One outcome per
+    /// submission, in order, each what [`Tickets::handle`] would have answered. Commands
+    /// for one ticket are applied in their order: a ticket met again in the batch is
+    /// handled after the batch, one by one.
+    pub fn handle_many(&self, subs: Vec<Submission>) -> Vec<Result<Handled, HandleError>> {
+        let mut outcomes: Vec<Option<Result<Handled, HandleError>>> =
+            subs.iter().map(|_| None).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut later = Vec::new();
+        let mut batch = Vec::new();
+        for (i, s) in subs.into_iter().enumerate() {
+            if seen.insert(s.ticket_id.clone()) {
+                match self.check_routing(&s) {
+                    Ok(stream) => batch.push((i, s, stream)),
+                    Err(e) => outcomes[i] = Some(Err(e)),
+                }
+            } else {
+                later.push((i, s));
+            }
+        }
+        // Stripes in ascending order, each once: two batches never wait on each other.
+        let mut stripes: Vec<usize> = batch
+            .iter()
+            .map(|(_, s, _)| stripe_of(&s.ticket_id))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut retry = Vec::new();
+        {
+            let _held: Vec<_> = stripes
+                .iter()
+                .map(|&n| self.stripes[n].lock().unwrap_or_else(|e| e.into_inner()))
+                .collect();
+            let mut decided = Vec::new();
+            for (i, s, stream) in batch {
+                let _span = span(&s).entered();
+                match self.prepare(&s, stream) {
+                    Ok(Step::Done(handled)) => outcomes[i] = Some(Ok(handled)),
+                    Ok(Step::Append(d)) => decided.push((i, s, d)),
+                    Err(e) => outcomes[i] = Some(Err(e)),
+                }
+            }
+            let appends = decided
+                .iter()
+                .map(|(_, _, d)| Append {
+                    stream: d.stream.clone(),
+                    expected: d.expected,
+                    events: d.new_events(),
+                })
+                .collect();
+            match self.store.append_many(appends) {
+                Ok(results) => {
+                    for ((i, s, d), result) in decided.into_iter().zip(results) {
+                        match result {
+                            Ok(r) => outcomes[i] = Some(Ok(self.complete(d, r))),
+                            Err(StoreError::WrongExpectedVersion { .. }) => retry.push((i, s)),
+                            Err(e) => outcomes[i] = Some(Err(e.into())),
+                        }
+                    }
+                }
+                // The store can write nothing (closed, or a write to disk failed): the
+                // same answer for each, as each of their appends would have had.
+                Err(e) => {
+                    for (i, _, _) in decided {
+                        let each = match &e {
+                            StoreError::Closed => StoreError::Closed,
+                            other => StoreError::Poisoned {
+                                reason: match other {
+                                    StoreError::Poisoned { reason } => reason.clone(),
+                                    other => other.to_string(),
+                                },
+                            },
+                        };
+                        outcomes[i] = Some(Err(each.into()));
+                    }
+                }
+            }
+        }
+        // Lost a race with another process, or a repeated ticket: one at a time, in order.
+        retry.extend(later);
+        retry.sort_by_key(|(i, _)| *i);
+        for (i, s) in retry {
+            outcomes[i] = Some(self.handle(s));
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(HandleError::Store(StoreError::Closed))))
+            .collect()
+    }
+
+    /// The ticket's stream, once the command is known to belong to it.
+    fn check_routing(&self, s: &Submission) -> Result<StreamId, HandleError> {
+        if let Command::Open { ticket } = &s.command {
+            // The stream is the ticket: an opening routed elsewhere would mix two tickets.
+            if ticket.id != s.ticket_id {
+                return Err(HandleError::TicketIdMismatch {
+                    routed: s.ticket_id.clone(),
+                    opens: ticket.id.clone(),
+                });
+            }
+        }
+        stream_of(&s.ticket_id)
+    }
+
+    /// Everything before the append, under the ticket's stripe: a redelivery is answered
+    /// from the store, a refusal is final, otherwise the events to append.
+    fn prepare(&self, s: &Submission, stream: StreamId) -> Result<Step, HandleError> {
+        if let Some(key) = &s.idempotency_key {
+            if let Some(events) = self.already_stored(&s.ticket_id, key)? {
+                return Ok(Step::Done(Handled::Duplicate { events }));
+            }
+        }
+        let (mut version, mut ticket) = self
+            .lock_folded()
+            .get(&s.ticket_id)
+            .cloned()
+            .unwrap_or_default();
+        for record in self.store.read_stream(&stream, version + 1, usize::MAX)? {
+            version = record.version;
+            ticket = evolve(ticket, &read(record)?.envelope.event);
+        }
+        let ctx = self.context(s);
+        let events = match decide(&ticket, s.command.clone(), &ctx) {
+            Ok(events) => events,
+            Err(rejection) => {
+                // The original of this redelivery may have become durable between the
+                // check above and the read: then the ticket refuses it because it has
+                // happened, and the answer is the stored events, not a rejection.
+                if let Some(key) = &s.idempotency_key {
+                    if let Some(events) = self.already_stored(&s.ticket_id, key)? {
+                        return Ok(Step::Done(Handled::Duplicate { events }));
+                    }
+                }
+                return Err(HandleError::Rejected {
+                    ticket: s.ticket_id.clone(),
+                    rejection,
+                });
+            }
+        };
+        let envelopes = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| EventEnvelope {
+                event_id: match &s.idempotency_key {
+                    Some(key) => event_id(&s.ticket_id, key, i),
+                    None => Uuid::new_v4(),
+                },
+                ticket_id: s.ticket_id.clone(),
+                schema_version: CURRENT_SCHEMA_VERSION,
+                occurred_at: s.at,
+                recorded_at: None,
+                source_message_id: s.idempotency_key.clone(),
+                causation_id: s.causation_id,
+                event,
+            })
+            .collect();
+        Ok(Step::Append(Decided {
+            ticket_id: s.ticket_id.clone(),
+            stream,
+            expected: match version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            },
+            ticket,
+            envelopes,
+        }))
+    }
+
+    /// After the append: the order-line index and the folded cache learn the events.
+    fn complete(&self, d: Decided, result: AppendResult) -> Handled {
+        let mut ticket = d.ticket;
+        let mut stored = Vec::with_capacity(d.envelopes.len());
+        {
+            let mut index = self.order_lines.write().unwrap_or_else(|e| e.into_inner());
+            for (envelope, at) in d.envelopes.into_iter().zip(result.events) {
+                index.apply(&d.ticket_id, &envelope.event);
+                ticket = evolve(ticket, &envelope.event);
+                stored.push(Stored {
+                    position: at.position,
+                    version: at.version,
+                    envelope,
+                });
+            }
+        }
+        if result.deduplicated {
+            return Handled::Duplicate { events: stored };
+        }
+        if let Some(last) = stored.last() {
+            let mut folded = self.lock_folded();
+            if folded.len() >= CACHED_TICKETS {
+                folded.clear();
+            }
+            folded.insert(d.ticket_id.clone(), (last.version, ticket.clone()));
+        }
+        Handled::Applied {
+            ticket,
+            events: stored,
+        }
     }
 
     fn lock_folded(&self) -> std::sync::MutexGuard<'_, HashMap<TicketId, (Version, Ticket)>> {

@@ -344,3 +344,55 @@ fn a_handlers_folded_ticket_takes_in_what_others_appended_since() {
         Err(HandleError::Rejected { .. })
     ));
 }
+
+#[test]
+fn handle_many_answers_each_as_handle_would_in_one_flush_and_keeps_a_tickets_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = Tickets::new(open_store(dir.path(), &clock())).unwrap();
+    tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap();
+    let approve = || Command::Approve {
+        return_method: ReturnMethod::CustomerShips,
+    };
+    let flushes = tickets.store().flushes();
+    let outcomes = tickets.handle_many(vec![
+        // A redelivery: answered from the store.
+        submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")),
+        submit("jd:2", open_cmd("jd:2", "l-2"), Some("m2")),
+        // Refused: jd:9 was never opened.
+        submit("jd:9", approve(), Some("m9")),
+        submit("jd:3", open_cmd("jd:3", "l-3"), Some("m3")),
+        // jd:2 again: after its opening, which is in this very batch.
+        submit("jd:2", approve(), Some("m4")),
+        // Routed to the wrong ticket.
+        submit("jd:4", open_cmd("jd:5", "l-5"), Some("m5")),
+    ]);
+    assert_eq!(outcomes.len(), 6);
+    assert!(matches!(&outcomes[0], Ok(Handled::Duplicate { events }) if events[0].position == 1));
+    assert!(matches!(&outcomes[1], Ok(Handled::Applied { events, .. }) if events[0].position == 2));
+    assert!(matches!(
+        &outcomes[2],
+        Err(HandleError::Rejected {
+            rejection: Rejection::NotOpened { .. },
+            ..
+        })
+    ));
+    assert!(matches!(&outcomes[3], Ok(Handled::Applied { events, .. }) if events[0].position == 3));
+    let Ok(Handled::Applied { ticket, events }) = &outcomes[4] else {
+        panic!("the approval follows the opening: {:?}", outcomes[4])
+    };
+    assert_eq!(ticket.state(), Some(State::AwaitingReturn));
+    assert_eq!((events[0].position, events[0].version), (4, 2));
+    assert!(matches!(
+        &outcomes[5],
+        Err(HandleError::TicketIdMismatch { .. })
+    ));
+    // One flush for the batch's distinct tickets, one for the approval after it.
+    assert_eq!(tickets.store().flushes() - flushes, 2);
+    assert_eq!(tickets.store().head_position(), 4);
+    assert_eq!(
+        tickets.load(&id("jd:2")).unwrap().state(),
+        Some(State::AwaitingReturn)
+    );
+}
