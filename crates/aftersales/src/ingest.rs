@@ -222,6 +222,7 @@ pub fn bench_ingest(
     nats: Option<String>,
     messages: Option<usize>,
     replicas: usize,
+    workers: Option<usize>,
     dir: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let mut b = if quick {
@@ -258,6 +259,7 @@ pub fn bench_ingest(
         deadletter_prefix: format!("bench{run_id}.deadletter"),
         consumer: "bench-ingest".into(),
         replicas,
+        workers: workers.unwrap_or(IngestConfig::default().workers),
         ..IngestConfig::default()
     };
     let report = runtime()?.block_on(bench::run(&cfg, &data, &b, &|s| eprintln!("… {s}")))?;

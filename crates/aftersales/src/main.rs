@@ -196,6 +196,9 @@ enum Bench {
         /// Stream replicas (3 on a JetStream cluster: what broker-side durability costs).
         #[arg(long, default_value_t = 1)]
         replicas: usize,
+        /// Ingest worker threads (default: the `[ingest] workers` default).
+        #[arg(long)]
+        workers: Option<usize>,
         /// Where to put the benchmark's store (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -371,9 +374,10 @@ fn main() -> ExitCode {
                     nats,
                     messages,
                     replicas,
+                    workers,
                     dir,
                 },
-        } => ingest::bench_ingest(quick, nats, messages, replicas, dir),
+        } => ingest::bench_ingest(quick, nats, messages, replicas, workers, dir),
         Cmd::Bench {
             what: Bench::Store { quick, dir },
         } => inspect::bench_store(quick, dir),

@@ -46,69 +46,156 @@ pub fn apply(tickets: &Tickets, platform: &Platform, body: &[u8]) -> Outcome {
 
 /// Applies already translated messages (see [`apply`]).
 pub fn apply_messages(tickets: &Tickets, messages: Vec<Message>) -> Outcome {
-    let (mut applied, mut duplicates, mut last) = (0, 0, 0);
+    let mut tally = Tally::default();
     for m in messages {
-        let fallback = match &m.if_refused {
-            IfRefused::Annotate(note) => Some(Command::Annotate { note: note.clone() }),
-            IfRefused::DeadLetter => None,
-        };
-        let submission = Submission {
-            ticket_id: m.ticket_id.clone(),
-            command: m.command,
-            at: m.at,
-            actor: m.actor,
-            idempotency_key: Some(m.key),
-            causation_id: None,
-        };
-        let mut result = tickets.handle(submission.clone());
-        if let (Err(HandleError::Rejected { rejection, .. }), Some(note)) = (&result, fallback) {
-            if matches!(
-                rejection,
-                Rejection::NotAllowedInState { .. } | Rejection::TicketFinal { .. }
-            ) {
-                // Same key: a redelivery finds the note and does not decide again.
-                result = tickets.handle(Submission {
-                    command: note,
-                    ..submission
-                });
-            }
+        let (submission, fallback) = submission_of(m);
+        let result = tickets.handle(submission.clone());
+        let result = with_fallback(tickets, result, submission, fallback);
+        if let Some(stop) = tally.add(result) {
+            return stop;
         }
+    }
+    tally.stored()
+}
+
+/// Applies the translated messages of several bodies, in order, each with the outcome
+/// [`apply_messages`] would give it. Runs of one-command bodies on distinct tickets are
+/// decided together and appended in one store request ([`Tickets::handle_many`]): one
+/// flush for the run instead of one per body.
+pub fn apply_batch(tickets: &Tickets, bodies: Vec<Vec<Message>>) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(bodies.len());
+    let mut run = Vec::new();
+    let mut in_run = std::collections::HashSet::new();
+    for mut body in bodies {
+        if body.len() == 1 && !in_run.contains(&body[0].ticket_id) {
+            in_run.insert(body[0].ticket_id.clone());
+            run.extend(body.pop());
+            continue;
+        }
+        // A ticket met again, or a body of several commands: the run so far goes first.
+        outcomes.extend(apply_run(tickets, std::mem::take(&mut run)));
+        in_run.clear();
+        if body.len() == 1 {
+            in_run.insert(body[0].ticket_id.clone());
+            run.extend(body.pop());
+        } else {
+            outcomes.push(apply_messages(tickets, body));
+        }
+    }
+    outcomes.extend(apply_run(tickets, run));
+    outcomes
+}
+
+/// One-command bodies on distinct tickets, decided and appended together.
+fn apply_run(tickets: &Tickets, messages: Vec<Message>) -> Vec<Outcome> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    let (submissions, fallbacks): (Vec<_>, Vec<_>) =
+        messages.into_iter().map(submission_of).unzip();
+    let results = tickets.handle_many(submissions.clone());
+    results
+        .into_iter()
+        .zip(submissions.into_iter().zip(fallbacks))
+        .map(|(result, (submission, fallback))| {
+            let mut tally = Tally::default();
+            let result = with_fallback(tickets, result, submission, fallback);
+            tally.add(result).unwrap_or_else(|| tally.stored())
+        })
+        .collect()
+}
+
+/// A message as a submission, with the command to store instead if the ticket refuses it.
+fn submission_of(m: Message) -> (Submission, Option<Command>) {
+    let fallback = match &m.if_refused {
+        IfRefused::Annotate(note) => Some(Command::Annotate { note: note.clone() }),
+        IfRefused::DeadLetter => None,
+    };
+    let submission = Submission {
+        ticket_id: m.ticket_id.clone(),
+        command: m.command,
+        at: m.at,
+        actor: m.actor,
+        idempotency_key: Some(m.key),
+        causation_id: None,
+    };
+    (submission, fallback)
+}
+
+/// A refused message whose platform step is only informative is kept as a note.
+fn with_fallback(
+    tickets: &Tickets,
+    result: Result<Handled, HandleError>,
+    submission: Submission,
+    fallback: Option<Command>,
+) -> Result<Handled, HandleError> {
+    if let (Err(HandleError::Rejected { rejection, .. }), Some(note)) = (&result, fallback) {
+        if matches!(
+            rejection,
+            Rejection::NotAllowedInState { .. } | Rejection::TicketFinal { .. }
+        ) {
+            // Same key: a redelivery finds the note and does not decide again.
+            return tickets.handle(Submission {
+                command: note,
+                ..submission
+            });
+        }
+    }
+    result
+}
+
+/// What the commands of one body did so far.
+#[derive(Default)]
+struct Tally {
+    applied: usize,
+    duplicates: usize,
+    last: u64,
+}
+
+impl Tally {
+    /// Counts one command's result; the outcome of the whole body if it stops here.
+    fn add(&mut self, result: Result<Handled, HandleError>) -> Option<Outcome> {
         let highest = |events: &[aftersales_app::Stored]| events.iter().map(|e| e.position).max();
         match result {
             Ok(Handled::Applied { events, .. }) => {
-                applied += 1;
-                last = last.max(highest(&events).unwrap_or(0));
+                self.applied += 1;
+                self.last = self.last.max(highest(&events).unwrap_or(0));
+                None
             }
             Ok(Handled::Duplicate { events }) => {
-                duplicates += 1;
-                last = last.max(highest(&events).unwrap_or(0));
+                self.duplicates += 1;
+                self.last = self.last.max(highest(&events).unwrap_or(0));
+                None
             }
             Err(HandleError::Rejected { ticket, rejection }) => {
                 let parkable = matches!(
                     rejection,
                     Rejection::NotOpened { .. } | Rejection::NotAllowedInState { .. }
                 );
-                return Outcome::Refused {
+                Some(Outcome::Refused {
                     ticket,
                     rejection,
                     parkable,
-                };
-            }
-            Err(HandleError::TicketIdMismatch { routed, opens }) => {
-                return Outcome::Unusable(Unusable::Malformed {
-                    detail: format!("the message opens {opens} but names ticket {routed}"),
                 })
             }
-            Err(HandleError::Store(e)) if e.is_unavailable() => {
-                return Outcome::StoreDown(e.to_string())
+            Err(HandleError::TicketIdMismatch { routed, opens }) => {
+                Some(Outcome::Unusable(Unusable::Malformed {
+                    detail: format!("the message opens {opens} but names ticket {routed}"),
+                }))
             }
-            Err(other) => return Outcome::Failed(other.to_string()),
+            Err(HandleError::Store(e)) if e.is_unavailable() => {
+                Some(Outcome::StoreDown(e.to_string()))
+            }
+            Err(other) => Some(Outcome::Failed(other.to_string())),
         }
     }
-    Outcome::Stored {
-        applied,
-        duplicates,
-        last,
+
+    fn stored(self) -> Outcome {
+        Outcome::Stored {
+            applied: self.applied,
+            duplicates: self.duplicates,
+            last: self.last,
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::IngestConfig;
 use crate::deadletter::{self, Original};
-use crate::process::{apply_messages, verdict, Outcome, Verdict};
+use crate::process::{apply_batch, verdict, Limits, Outcome, Verdict};
 use crate::IngestError;
 
 /// Counters of what the ingest did since it started.
@@ -74,6 +74,9 @@ pub struct PartitionDuty {
     /// acknowledged; those in hand are given back (nak) for the next owner.
     pub fenced: Arc<AtomicBool>,
 }
+
+/// Jobs a worker takes at once: one store request for a run of them.
+const BATCH: usize = 64;
 
 struct Job {
     msg: jetstream::Message,
@@ -358,55 +361,90 @@ async fn acker(duty: PartitionDuty, mut rx: mpsc::UnboundedReceiver<Stored>, sta
 }
 
 impl Shared {
+    /// Takes the jobs waiting for this worker (up to [`BATCH`]), applies them together
+    /// (one store request for a run of distinct tickets), then settles each in order.
     fn work(&self, mut rx: mpsc::Receiver<Job>) {
         let limits = self.cfg.limits();
-        while let Some(job) = rx.blocking_recv() {
+        while let Some(first) = rx.blocking_recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
             if self.fenced() {
-                self.give_back(&job.msg);
+                for job in &jobs {
+                    self.give_back(&job.msg);
+                }
                 continue;
             }
-            let outcome = match job.translated.and_then(|ms| self.on_partition(ms)) {
-                Ok(messages) => apply_messages(&self.tickets, messages),
-                Err(unusable) => Outcome::Unusable(unusable),
-            };
-            let (delivered, sequence, age) = match job.msg.info() {
-                Ok(info) => {
-                    // Server time against ours: the same host or NTP-synchronised ones.
-                    let age = (self.clock.now() - info.published)
-                        .to_std()
-                        .unwrap_or(Duration::ZERO);
-                    self.stats.pending.store(info.pending, Ordering::Relaxed);
-                    let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-                    self.stats.last_age_ms.store(ms, Ordering::Relaxed);
-                    (info.delivered.max(1) as u64, info.stream_sequence, age)
+            let mut msgs = Vec::with_capacity(jobs.len());
+            let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(jobs.len());
+            let mut bodies = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match job.translated.and_then(|ms| self.on_partition(ms)) {
+                    Ok(messages) => {
+                        bodies.push(messages);
+                        outcomes.push(None);
+                    }
+                    Err(unusable) => outcomes.push(Some(Outcome::Unusable(unusable))),
                 }
-                Err(_) => (1, 0, Duration::ZERO),
-            };
-            let v = verdict(&outcome, delivered, age, &limits);
-            if let (
-                Some(acks),
-                Outcome::Stored {
-                    applied,
-                    duplicates,
-                    last,
-                },
-            ) = (&self.acks, &outcome)
-            {
-                // Publish before ack, without holding the worker for the events
-                // publisher's round trip: the next message is decided meanwhile.
-                let stored = Stored {
-                    last: *last,
-                    duplicate: *applied == 0 && *duplicates > 0,
-                    msg: job.msg,
+                msgs.push(job.msg);
+            }
+            let mut applied = apply_batch(&self.tickets, bodies).into_iter();
+            for (msg, outcome) in msgs.into_iter().zip(outcomes) {
+                let outcome = match outcome {
+                    Some(unusable) => unusable,
+                    None => applied
+                        .next()
+                        .expect("apply_batch answers every body it is given"),
                 };
-                if let Err(mpsc::error::SendError(s)) = acks.send(stored) {
-                    self.give_back(&s.msg);
-                }
-                continue;
+                self.after(msg, outcome, &limits);
             }
-            self.runtime
-                .block_on(self.settle(&job.msg, &outcome, v, delivered, sequence, age));
         }
+    }
+
+    /// Settles one applied message: acked (in a partitioned deployment once its events
+    /// are published), retried later, or dead-lettered.
+    fn after(&self, msg: jetstream::Message, outcome: Outcome, limits: &Limits) {
+        let (delivered, sequence, age) = match msg.info() {
+            Ok(info) => {
+                // Server time against ours: the same host or NTP-synchronised ones.
+                let age = (self.clock.now() - info.published)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                self.stats.pending.store(info.pending, Ordering::Relaxed);
+                let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+                self.stats.last_age_ms.store(ms, Ordering::Relaxed);
+                (info.delivered.max(1) as u64, info.stream_sequence, age)
+            }
+            Err(_) => (1, 0, Duration::ZERO),
+        };
+        let v = verdict(&outcome, delivered, age, limits);
+        if let (
+            Some(acks),
+            Outcome::Stored {
+                applied,
+                duplicates,
+                last,
+            },
+        ) = (&self.acks, &outcome)
+        {
+            // Publish before ack, without holding the worker for the events publisher's
+            // round trip: the next message is decided meanwhile.
+            let stored = Stored {
+                last: *last,
+                duplicate: *applied == 0 && *duplicates > 0,
+                msg,
+            };
+            if let Err(mpsc::error::SendError(s)) = acks.send(stored) {
+                self.give_back(&s.msg);
+            }
+            return;
+        }
+        self.runtime
+            .block_on(self.settle(&msg, &outcome, v, delivered, sequence, age));
     }
 
     fn fenced(&self) -> bool {
