@@ -293,6 +293,10 @@ pub fn bench_ingest(
     );
     row("events stored", report.events_stored.to_string());
     row(
+        "events per flush, backlog",
+        format!("{:.1}", report.events_per_flush),
+    );
+    row(
         "store alone, 64 writers x 1 event",
         rate(report.store_per_s),
     );

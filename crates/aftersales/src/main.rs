@@ -1,6 +1,11 @@
 //! `aftersales`: the binary that wires the crates together. Subcommands only parse their
 //! arguments, open what they need and print; the rules live in the library crates.
 
+/// sled copies a tree node on every insert, and glibc's malloc spent more time on those
+/// copies than sled did (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit;
 mod cluster;
 mod cluster_bench;

@@ -53,6 +53,8 @@ pub struct BenchReport {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub events_stored: u64,
+    /// Events per group commit over the backlog: how much each flush was shared.
+    pub events_per_flush: f64,
     /// The same run's store figures for one-event appends by 64 writers, and bare sled
     /// inserting records of the same size in batches of 64 with one flush per batch: the
     /// ceiling of anything that stores each message durably on this disk.
@@ -187,6 +189,8 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ingest_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
+    let backlog_events = tickets.store().head_position();
+    let events_per_flush = backlog_events as f64 / tickets.store().flushes().max(1) as f64;
     stats.latencies_us.lock().expect("not poisoned").clear();
 
     let live_per_s = (ingest_per_s * bench.live_load).max(1.0);
@@ -251,6 +255,7 @@ pub async fn run(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         events_stored: tickets.store().head_position(),
+        events_per_flush,
         store_per_s: store_case.events_per_sec,
         sled_per_s,
     })
