@@ -60,7 +60,9 @@ pub struct IngestConfig {
     /// the back-pressure bound.
     pub max_in_flight: usize,
     /// Threads applying messages; messages of one ticket always go to the same one, in
-    /// order, and concurrent appends share the store's group commits.
+    /// order. Each takes the messages waiting for it (up to 64) and appends them in one
+    /// store request, so a few threads with full batches beat many with one message
+    /// each: 16 measured best on 2 cores (BENCHMARKS.md, "Ingest batches").
     pub workers: usize,
     /// How long the server waits for an ack before delivering again.
     pub ack_wait_secs: u64,
@@ -87,7 +89,7 @@ impl Default for IngestConfig {
             deadletter_prefix: "aftersales.deadletter".into(),
             consumer: "aftersales-ingest".into(),
             max_in_flight: 1024,
-            workers: 64,
+            workers: 16,
             ack_wait_secs: 30,
             park_window_secs: 600,
             max_deliver: 20,
