@@ -93,8 +93,11 @@ pub async fn rebuild(
     let name = consumer.cached_info().name.clone();
     if consumer.cached_info().num_pending > 0 {
         let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
-        // Records below the local head are skipped unread: the store's chain ties them
-        // to the one at its head, whose hash `import` compares.
+        // Records below the local head are not imported: the store's chain ties them to
+        // the one at its head, whose hash `import` compares. A stream that ends below the
+        // local head (this store's unpublished tail is longer than what another owner
+        // published since) is compared at its last record instead: without it, a tail
+        // the other owner replaced would be kept and published after the other's records.
         let local_head = store.head_position();
         let mut batch = Vec::with_capacity(IMPORT_BATCH);
         loop {
@@ -112,7 +115,8 @@ pub async fn rebuild(
             })?;
             done.read += 1;
             done.published_head = record.position;
-            if record.position >= local_head {
+            // The last one below the head is compared only: nothing is written for it.
+            if record.position >= local_head || pending == 0 {
                 batch.push(record);
             }
             if batch.len() >= IMPORT_BATCH || (pending == 0 && !batch.is_empty()) {

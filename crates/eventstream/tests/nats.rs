@@ -310,3 +310,81 @@ async fn a_partitions_store_is_rebuilt_from_the_stream_with_the_same_chain() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_longer_than_the_stream_is_compared_at_the_streams_last_record() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let open_store = |name: &str| {
+        Arc::new(
+            Store::open(
+                dir.path().join(name),
+                StoreConfig::new(Arc::new(SystemClock)),
+            )
+            .unwrap(),
+        )
+    };
+    let cfg = EventsConfig {
+        partitions: 8,
+        poll_millis: 10,
+        ..EventsConfig::default()
+    };
+    let client = async_nats::ConnectOptions::new()
+        .connect(server.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(client.clone());
+    let partition = aftersales_partition::Partition(6);
+
+    // The first owner published two records; it went on to write ten more and died
+    // before publishing them.
+    let first = open_store("first");
+    let tickets = Tickets::new(first.clone()).unwrap();
+    for t in tickets_on(6, 0, 2) {
+        open(&tickets, &t);
+    }
+    let running = start(&first, client.clone(), &cfg);
+    wait_for(&js, 2).await;
+    running.stop().await;
+    for t in tickets_on(6, 2, 10) {
+        open(&tickets, &t);
+    }
+    drop(tickets);
+    assert_eq!(first.head_position(), 12);
+
+    // Its unpublished tail is still its own while nobody published after it: kept,
+    // compared at the stream's last record, and published from position 3.
+    let kept = aftersales_eventstream::rebuild(&js, &cfg, partition, &first, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((kept.read, kept.imported, kept.published_head), (2, 0, 2));
+
+    // Another owner took over from the stream and published three records of its own.
+    let second = open_store("second");
+    aftersales_eventstream::rebuild(&js, &cfg, partition, &second, |_| {})
+        .await
+        .unwrap();
+    let tickets = Tickets::new(second.clone()).unwrap();
+    for t in tickets_on(6, 20, 3) {
+        open(&tickets, &t);
+    }
+    let running = start(&second, client.clone(), &cfg);
+    wait_for(&js, 5).await;
+    running.stop().await;
+
+    // The first owner's tail (12 records) is longer than the stream (5), and the stream's
+    // record 5 is not its record 5: refused there, so the caller moves the store aside
+    // instead of publishing its 6..12 after the other owner's 3..5.
+    let err = aftersales_eventstream::rebuild(&js, &cfg, partition, &first, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            aftersales_eventstream::RebuildError::Store(
+                aftersales_store::StoreError::ImportDiverges { position: 5, .. }
+            )
+        ),
+        "{err}"
+    );
+}
