@@ -79,7 +79,14 @@ impl Instance {
             .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            // Appended: a restarted instance keeps its first life's log.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         Instance {
@@ -136,11 +143,25 @@ impl Instance {
         serde_json::from_str::<serde_json::Value>(&body).ok()?["tickets"].as_u64()
     }
 
+    /// The instance's last warnings and errors, then its last lines: a failure's cause
+    /// is rarely in the last lines of a busy log.
     fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(3_000);
-        let start = (start..).find(|&i| text.is_char_boundary(i)).unwrap();
-        format!("--- {} ---\n{}", self.name, &text[start..])
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let warnings: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        let last = |v: &[&str], n: usize| v[v.len().saturating_sub(n)..].join("\n");
+        format!(
+            "--- {}: warnings ---\n{}\n--- {}: last lines ---\n{}",
+            self.name,
+            last(&warnings, 20),
+            self.name,
+            last(&lines, 15)
+        )
     }
 
     fn terminate(mut self) {
@@ -274,6 +295,7 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
 
     // Everything settles: every ticket opened and its overdue review fired; the stream
     // stops growing.
+    let mut seen = (0, 0);
     let settled = poll_for(Duration::from_secs(60), || {
         let before = rt.block_on(events_stream(&js)).len();
         std::thread::sleep(Duration::from_millis(1_500));
@@ -283,17 +305,25 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
             .filter(|m| header(m, "Aftersales-Event") == "opened")
             .map(|m| header(m, "Aftersales-Ticket"))
             .collect();
+        seen = (opened.len(), messages.len());
         (opened.len() == TOTAL && messages.len() == before).then_some(messages)
     });
     let Some(messages) = settled else {
-        panic!("not every message was taken in\n{}\n{}", a.tail(), c.tail());
+        panic!(
+            "not every message was taken in: {} of {TOTAL} tickets opened, {} events\n{}\n{}\n{}",
+            seen.0,
+            seen.1,
+            a.tail(),
+            b.tail(),
+            c.tail()
+        );
     };
 
     // Once each, in order per ticket: versions 1, 2, 3… in stream order.
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut ids = HashSet::new();
     let mut opened: HashMap<String, usize> = HashMap::new();
-    let mut per_partition: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    let mut per_partition: BTreeMap<u16, Vec<(u64, u64, String)>> = BTreeMap::new();
     for m in &messages {
         let ticket = header(m, "Aftersales-Ticket");
         let version: u64 = header(m, "Aftersales-Version").parse().unwrap();
@@ -314,10 +344,11 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
             "{} is not on partition {p}",
             m.subject
         );
-        per_partition
-            .entry(p.0)
-            .or_default()
-            .push(header(m, "Aftersales-Position").parse().unwrap());
+        per_partition.entry(p.0).or_default().push((
+            header(m, "Aftersales-Position").parse().unwrap(),
+            m.sequence,
+            format!("{ticket} v{version} {}", header(m, "Aftersales-Event")),
+        ));
     }
     for n in 0..TOTAL {
         assert_eq!(opened.get(ticket_of(n).as_str()), Some(&1), "message {n}");
@@ -328,9 +359,39 @@ fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
         ..EventsConfig::default()
     };
     let mut tickets_per_partition = 0;
-    for (p, positions) in &per_partition {
+    for (p, records) in &per_partition {
+        let positions: Vec<u64> = records.iter().map(|r| r.0).collect();
         let want: Vec<u64> = (1..=positions.len() as u64).collect();
-        assert_eq!(positions, &want, "partition {p}: a gap or a repeat");
+        if positions != want {
+            let first = positions
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            let around: Vec<String> = records
+                [first.saturating_sub(5)..(first + 10).min(records.len())]
+                .iter()
+                .map(|(position, seq, what)| {
+                    format!("position {position} at stream seq {seq}: {what}")
+                })
+                .collect();
+            let about = |i: &Instance| {
+                let text = std::fs::read_to_string(&i.log).unwrap_or_default();
+                let mark = format!("partition={p} ");
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains(&mark) || l.ends_with(mark.trim_end()))
+                    .collect();
+                format!("--- {} on partition {p} ---\n{}", i.name, lines.join("\n"))
+            };
+            panic!(
+                "partition {p}: a gap or a repeat: {positions:?}\n{}\n{}\n{}\n{}",
+                around.join("\n"),
+                about(&a),
+                about(&b),
+                about(&c)
+            );
+        }
         let store = Arc::new(
             Store::open(
                 dir.path().join(format!("check-{p}")),
