@@ -197,29 +197,52 @@ fn tickets_on(partition: u16, from: usize, n: usize) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partitions_store_is_rebuilt_from_the_stream_with_the_same_chain() {
-    let server = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let open_store = |name: &str| {
+/// A broker, a temp dir for stores and an 8-partition events config: what the rebuild
+/// tests share.
+struct Rig {
+    _server: NatsServer,
+    dir: tempfile::TempDir,
+    cfg: EventsConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let server = NatsServer::start();
+        let client = async_nats::ConnectOptions::new()
+            .connect(server.url())
+            .await
+            .unwrap();
+        Rig {
+            _server: server,
+            dir: tempfile::tempdir().unwrap(),
+            cfg: EventsConfig {
+                partitions: 8,
+                poll_millis: 10,
+                ..EventsConfig::default()
+            },
+            js: jetstream::new(client.clone()),
+            client,
+        }
+    }
+
+    fn store(&self, name: &str) -> Arc<Store> {
         Arc::new(
             Store::open(
-                dir.path().join(name),
+                self.dir.path().join(name),
                 StoreConfig::new(Arc::new(SystemClock)),
             )
             .unwrap(),
         )
-    };
-    let cfg = EventsConfig {
-        partitions: 8,
-        poll_millis: 10,
-        ..EventsConfig::default()
-    };
-    let client = async_nats::ConnectOptions::new()
-        .connect(server.url())
-        .await
-        .unwrap();
-    let js = jetstream::new(client.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitions_store_is_rebuilt_from_the_stream_with_the_same_chain() {
+    let rig = Rig::start().await;
+    let (cfg, client, js) = (rig.cfg.clone(), rig.client.clone(), rig.js.clone());
+    let open_store = |name: &str| rig.store(name);
     let partition = aftersales_partition::Partition(3);
 
     // Before anything was published there is no stream and nothing to rebuild.
@@ -313,27 +336,9 @@ async fn a_partitions_store_is_rebuilt_from_the_stream_with_the_same_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_longer_than_the_stream_is_compared_at_the_streams_last_record() {
-    let server = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let open_store = |name: &str| {
-        Arc::new(
-            Store::open(
-                dir.path().join(name),
-                StoreConfig::new(Arc::new(SystemClock)),
-            )
-            .unwrap(),
-        )
-    };
-    let cfg = EventsConfig {
-        partitions: 8,
-        poll_millis: 10,
-        ..EventsConfig::default()
-    };
-    let client = async_nats::ConnectOptions::new()
-        .connect(server.url())
-        .await
-        .unwrap();
-    let js = jetstream::new(client.clone());
+    let rig = Rig::start().await;
+    let (cfg, client, js) = (rig.cfg.clone(), rig.client.clone(), rig.js.clone());
+    let open_store = |name: &str| rig.store(name);
     let partition = aftersales_partition::Partition(6);
 
     // The first owner published two records; it went on to write ten more and died
