@@ -10,8 +10,11 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 
 use crate::error::StoreError;
@@ -21,16 +24,32 @@ type Outcome = Result<AppendResult, StoreError>;
 
 /// Where one appender waits for its outcome.
 pub(crate) struct Waiter {
-    thread: Thread,
+    wake: Wake,
     ready: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
+}
+
+/// Who is woken: a parked thread, or the task polling an [`AppendFuture`] (its waker
+/// is registered on every poll that finds the outcome not yet there).
+enum Wake {
+    Thread(Thread),
+    Task(Mutex<Option<Waker>>),
 }
 
 impl Waiter {
     /// A waiter for the calling thread.
     pub(crate) fn for_current_thread() -> Arc<Waiter> {
+        Self::new(Wake::Thread(std::thread::current()))
+    }
+
+    /// A waiter for a future ([`AppendFuture`]).
+    pub(crate) fn for_task() -> Arc<Waiter> {
+        Self::new(Wake::Task(Mutex::new(None)))
+    }
+
+    fn new(wake: Wake) -> Arc<Waiter> {
         Arc::new(Waiter {
-            thread: std::thread::current(),
+            wake,
             ready: AtomicBool::new(false),
             outcome: Mutex::new(None),
         })
@@ -47,7 +66,16 @@ impl Waiter {
             self.set(outcome);
         }
         self.ready.store(true, AtomicOrdering::Release);
-        self.thread.unpark();
+        match &self.wake {
+            Wake::Thread(thread) => thread.unpark(),
+            Wake::Task(waker) => {
+                // Taken after `ready` is set: a poll that registers later sees `ready`.
+                let waker = waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
     }
 
     /// Blocks the appender until it is finished.
@@ -56,11 +84,71 @@ impl Waiter {
         while !self.ready.load(AtomicOrdering::Acquire) {
             std::thread::park();
         }
+        self.take()
+    }
+
+    fn take(&self) -> Outcome {
         self.outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+/// The outcome of an append made with [`crate::Store::append_async`]: ready once the
+/// append is durable (or refused). Dropping it does not cancel the append, whose outcome
+/// is then simply not seen.
+#[must_use = "the append is only known to be durable once this future is ready"]
+pub struct AppendFuture {
+    state: FutureState,
+}
+
+enum FutureState {
+    /// Refused before it reached the writer.
+    Refused(Option<StoreError>),
+    Queued(Arc<Waiter>),
+}
+
+impl AppendFuture {
+    pub(crate) fn refused(error: StoreError) -> Self {
+        Self {
+            state: FutureState::Refused(Some(error)),
+        }
+    }
+
+    pub(crate) fn queued(waiter: Arc<Waiter>) -> Self {
+        Self {
+            state: FutureState::Queued(waiter),
+        }
+    }
+}
+
+impl Future for AppendFuture {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let waiter = match &mut self.get_mut().state {
+            FutureState::Refused(error) => {
+                return Poll::Ready(Err(error.take().unwrap_or(StoreError::Closed)))
+            }
+            FutureState::Queued(waiter) => waiter,
+        };
+        if waiter.ready.load(AtomicOrdering::Acquire) {
+            return Poll::Ready(waiter.take());
+        }
+        if let Wake::Task(slot) = &waiter.wake {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // Checked again after registering: `finish` sets `ready` before it takes the waker.
+        if waiter.ready.load(AtomicOrdering::Acquire) {
+            return Poll::Ready(waiter.take());
+        }
+        Poll::Pending
     }
 }
 

@@ -53,12 +53,19 @@ pub(crate) const META: u8 = b'M';
 pub(crate) const FORMAT_KEY: &[u8] = b"Mformat";
 /// Magic text at the start of the format marker.
 pub(crate) const FORMAT_MAGIC: &[u8] = b"aftersales-store";
-/// The on-disk format this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 2;
+/// The on-disk format this build writes and the newest it can read. 3: the stream
+/// index of the last groups may trail their pages after a crash (`INDEXED_KEY`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Key of the commit marker: the last position whose flush was started. Everything
 /// beyond it after a crash was never acknowledged and is removed on open.
 pub(crate) const HEAD_KEY: &[u8] = b"Mhead";
+
+/// Key of the index marker, inserted just before each commit marker: the last position
+/// whose stream index entries were inserted when that flush started. The writer inserts
+/// a group's chunks while the group's flush runs, so after a crash the committed pages
+/// beyond this position may lack their index entries; open adds them from the pages.
+pub(crate) const INDEXED_KEY: &[u8] = b"Mindexed";
 
 /// The format marker value for [`FORMAT_VERSION`].
 pub(crate) fn format_value() -> Vec<u8> {

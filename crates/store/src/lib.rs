@@ -44,6 +44,7 @@ pub mod verify;
 mod watermark;
 mod writer;
 
+pub use ack::AppendFuture;
 pub use error::StoreError;
 pub use keys::FORMAT_VERSION;
 pub use reads::AllEvents;

@@ -1,4 +1,5 @@
-//! Opening a format-1 store: its stream index (`S` stream version → position) and id
+//! Opening a store of an older format. Format 2 differs from 3 only in that its index
+//! never trails its pages, so its upgrade is the marker alone. A format-1 store: its stream index (`S` stream version → position) and id
 //! index (`I` id → position) become format 2's chunks. Its records stay as they are: a
 //! format-1 `L` key holds one record, which is a page of one.
 //!
@@ -21,7 +22,15 @@ pub(crate) fn upgrade(db: &sled::Db, found: u32) -> Result<(), StoreError> {
             .map_err(StoreError::storage("write the format marker"))?;
         db.flush()
             .map_err(StoreError::storage("flush the rebuilt stream index"))?;
-        tracing::info!(entries, "format-1 store upgraded to format 2");
+        tracing::info!(entries, "format-1 store upgraded");
+    } else if found < keys::FORMAT_VERSION {
+        // Format 2 indexed every group before its commit marker, so there is nothing to
+        // add; the marker says 3 only so that an older build refuses the store.
+        db.insert(keys::FORMAT_KEY, keys::format_value())
+            .map_err(StoreError::storage("write the format marker"))?;
+        db.flush()
+            .map_err(StoreError::storage("flush the format marker"))?;
+        tracing::info!(found, "store upgraded to format {}", keys::FORMAT_VERSION);
     }
     let removed = remove_prefix(db, keys::STREAM_V1)? + remove_prefix(db, keys::ID_V1)?;
     if removed > 0 {

@@ -410,10 +410,33 @@ fn check_commit_marker(db: &sled::Db, head: Position) -> Result<Option<VerifyPro
             format!("the commit marker says {committed} but {head} records were acknowledged"),
         ));
     }
+    let indexed = db
+        .get(keys::INDEXED_KEY)
+        .map_err(StoreError::storage("read the index marker"))?;
+    if let Some(v) = indexed {
+        match keys::parse_position_value(&v) {
+            Some(p) if p <= committed => {}
+            Some(p) => {
+                return Ok(problem(
+                    p,
+                    ProblemKind::UnknownKey,
+                    format!("the index marker says {p}, beyond the commit marker {committed}"),
+                ));
+            }
+            None => {
+                return Ok(problem(
+                    0,
+                    ProblemKind::UnknownKey,
+                    "the index marker is malformed",
+                ));
+            }
+        }
+    }
     Ok(None)
 }
 
-/// Looks for keys outside the three prefixes, or metadata other than the format marker.
+/// Looks for keys outside the three prefixes, or metadata other than the format, commit
+/// and index markers.
 fn check_unknown_keys(db: &sled::Db) -> Result<Option<VerifyProblem>, StoreError> {
     let known = [keys::LOG, keys::META, keys::CHUNK];
     // Between consecutive known prefixes (and before/after them) nothing may exist.
@@ -448,7 +471,7 @@ fn check_unknown_keys(db: &sled::Db) -> Result<Option<VerifyProblem>, StoreError
     }
     for item in db.scan_prefix([keys::META]) {
         let (key, _) = item.map_err(StoreError::storage("scan metadata"))?;
-        if key.as_ref() != keys::FORMAT_KEY && key.as_ref() != keys::HEAD_KEY {
+        if ![keys::FORMAT_KEY, keys::HEAD_KEY, keys::INDEXED_KEY].contains(&key.as_ref()) {
             return Ok(problem(
                 0,
                 ProblemKind::UnknownKey,

@@ -490,3 +490,109 @@ fn append_many_decides_each_append_on_its_own_and_shares_one_flush() {
     assert_eq!(store.head_position(), 4, "durable once answered");
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// A runtime like the service's on a small machine: two worker threads.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn async_appends_from_many_tasks_are_durable_gapless_and_checked_like_blocking_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let rt = runtime();
+    // 64 tasks, 20 appends each to a stream of their own, on 2 threads: they can only
+    // all make progress if an append never blocks its runtime thread.
+    let results = rt.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let stream = sid(&format!("ticket-{t}"));
+                    let mut positions = Vec::new();
+                    for i in 0..20u64 {
+                        let r = store
+                            .append_async(
+                                &stream,
+                                ExpectedVersion::Exact(i),
+                                vec![ev(&format!("t{t}-e{i}"))],
+                            )
+                            .await
+                            .unwrap();
+                        assert_eq!(r.stream_version, i + 1);
+                        // Acknowledged means durable: the head covers it already.
+                        assert!(store.head_position() >= r.first_position());
+                        positions.push(r.first_position());
+                    }
+                    positions
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let mut positions = results;
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=1280).collect::<Vec<u64>>());
+    assert_eq!(store.head_position(), 1280);
+
+    rt.block_on(async {
+        let stream = sid("ticket-0");
+        // A stale expected version is the same typed conflict as for `append`.
+        match store
+            .append_async(&stream, ExpectedVersion::Exact(3), vec![ev("late")])
+            .await
+        {
+            Err(StoreError::WrongExpectedVersion {
+                expected, actual, ..
+            }) => {
+                assert_eq!(expected, ExpectedVersion::Exact(3));
+                assert_eq!(actual, 20);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // A redelivery answers with the original position.
+        let again = store
+            .append_async(&stream, ExpectedVersion::Any, vec![ev("t0-e4")])
+            .await
+            .unwrap();
+        assert!(again.deduplicated);
+        assert_eq!(again.stream_version, 5);
+        // Input refused before it reaches the writer.
+        assert!(matches!(
+            store
+                .append_async(&stream, ExpectedVersion::Any, vec![])
+                .await,
+            Err(StoreError::EmptyAppend)
+        ));
+    });
+    assert_eq!(store.head_position(), 1280);
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+#[test]
+fn an_async_append_is_made_even_if_its_future_is_dropped_and_refused_once_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Queued when the call returns: dropping the future gives up the answer, not the
+    // append (documented on `append_async`).
+    drop(store.append_async(&sid("ticket-a"), ExpectedVersion::NoStream, vec![ev("a1")]));
+    let next = store
+        .append(&sid("ticket-a"), ExpectedVersion::Exact(1), vec![ev("a2")])
+        .unwrap();
+    assert_eq!(next.first_position(), 2);
+    store.close().unwrap();
+    let refused = runtime().block_on(store.append_async(
+        &sid("ticket-a"),
+        ExpectedVersion::Any,
+        vec![ev("a3")],
+    ));
+    assert!(matches!(refused, Err(StoreError::Closed)), "{refused:?}");
+}
