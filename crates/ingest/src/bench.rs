@@ -221,6 +221,8 @@ pub async fn run(
         events_per_append: vec![1],
         payload_bytes: record_bytes,
         fsync_after_flush: true,
+        rounds: 1,
+        writer_kinds: vec![aftersales_store::bench::WriterKind::Threads],
     };
     let store_report =
         tokio::task::spawn_blocking(move || aftersales_store::bench::run(&store_bench))

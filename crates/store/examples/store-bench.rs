@@ -20,6 +20,9 @@ fn main() {
             // Narrow the run, e.g. for profiling one case.
             "--writers" => config.writers = parse_list(args.next()),
             "--events" => config.events_per_append = parse_list(args.next()),
+            "--threads-only" => config.writer_kinds = vec![bench::WriterKind::Threads],
+            "--tasks-only" => config.writer_kinds = vec![bench::WriterKind::Tasks],
+            "--rounds" => config.rounds = args.next().and_then(|s| s.parse().ok()).unwrap_or(1),
             "--seconds" => {
                 let secs = args
                     .next()
@@ -28,7 +31,7 @@ fn main() {
                 config.per_case = std::time::Duration::from_secs_f64(secs);
             }
             other => {
-                eprintln!("unknown argument {other}; use --quick, --no-fsync, --dir DIR, --writers 1,8, --events 1,10, --seconds S");
+                eprintln!("unknown argument {other}; use --quick, --no-fsync, --dir DIR, --writers 1,8, --events 1,10, --threads-only, --tasks-only, --rounds N, --seconds S");
                 std::process::exit(2);
             }
         }

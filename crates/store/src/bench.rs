@@ -29,12 +29,18 @@ use aftersales_clock::SystemClock;
 pub struct BenchConfig {
     /// Directory under which temporary stores are created (default: the OS temp dir).
     pub dir: Option<PathBuf>,
-    /// How long each case runs.
+    /// How long each case runs, over all its rounds.
     pub per_case: Duration,
+    /// Each case runs in this many rounds, each round the store and then bare sled for
+    /// `per_case / rounds`, so that the machine's drift hits both alike; ratios are the
+    /// median of the rounds' ratios.
+    pub rounds: usize,
     /// Writer thread counts to try.
     pub writers: Vec<usize>,
     /// Events per append to try.
     pub events_per_append: Vec<usize>,
+    /// How the writers wait for their appends (each kind runs every case).
+    pub writer_kinds: Vec<WriterKind>,
     /// Payload size in bytes.
     pub payload_bytes: usize,
     /// Passed to [`StoreConfig::fsync_after_flush`] and mirrored in the raw runs.
@@ -47,8 +53,10 @@ impl BenchConfig {
         Self {
             dir: None,
             per_case: Duration::from_secs(4),
+            rounds: 4,
             writers: vec![1, 8, 64],
             events_per_append: vec![1, 10],
+            writer_kinds: vec![WriterKind::Threads, WriterKind::Tasks],
             payload_bytes: 200,
             fsync_after_flush: true,
         }
@@ -58,6 +66,7 @@ impl BenchConfig {
     pub fn quick() -> Self {
         Self {
             per_case: Duration::from_millis(700),
+            rounds: 1,
             ..Self::full()
         }
     }
@@ -69,9 +78,31 @@ impl Default for BenchConfig {
     }
 }
 
+/// How the benchmark's concurrent writers wait for their appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterKind {
+    /// One OS thread per writer, blocking in [`Store::append`]: what a caller with a
+    /// thread per request gets.
+    Threads,
+    /// One task per writer on a tokio runtime with a thread per CPU, awaiting
+    /// [`Store::append_async`]: what async callers get.
+    Tasks,
+}
+
+impl fmt::Display for WriterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WriterKind::Threads => "threads",
+            WriterKind::Tasks => "tasks",
+        })
+    }
+}
+
 /// Result of one store case.
 #[derive(Debug, Clone)]
 pub struct StoreCase {
+    /// Threads or tasks.
+    pub kind: WriterKind,
     /// Concurrent writer threads.
     pub writers: usize,
     /// Events per append call.
@@ -88,6 +119,42 @@ pub struct StoreCase {
     pub bytes_per_event: f64,
     /// Events per group commit (one flush each).
     pub events_per_flush: f64,
+    /// Store / bare sled records only ([`RawWrites::Records`]), over the rounds.
+    pub ratio: Spread,
+    /// Store / bare sled making the store's writes ([`RawWrites::StoreWrites`]).
+    pub ratio_same: Spread,
+}
+
+/// Median, lowest and highest of the rounds' ratios.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Spread {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n == 0 {
+            return Spread {
+                median: 0.0,
+                min: 0.0,
+                max: 0.0,
+            };
+        }
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        }
+    }
 }
 
 /// What a bare-sled case writes per record.
@@ -149,9 +216,10 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "event store benchmark: {:.1} s per case, payload {} B (record {} B), \
+            "event store benchmark: {:.1} s per case in {} round(s), payload {} B (record {} B), \
              fsync_after_flush={}, {} CPUs",
             self.config.per_case.as_secs_f64(),
+            self.config.rounds.max(1),
             self.config.payload_bytes,
             self.record_bytes,
             self.config.fsync_after_flush,
@@ -159,7 +227,8 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:>7} {:>9} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9} | {:>9} {:>10} {:>6} | {:>10} {:>6}",
+            "{:>7} {:>7} {:>9} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9} | {:>9} {:>10} {:>6} {:>11} | {:>10} {:>6}",
+            "as",
             "writers",
             "ev/append",
             "appends/s",
@@ -171,6 +240,7 @@ impl fmt::Display for BenchReport {
             "raw batch",
             "raw ev/s",
             "ratio",
+            "rounds",
             "same ev/s",
             "ratio"
         )?;
@@ -179,7 +249,8 @@ impl fmt::Display for BenchReport {
             let same = self.raw_of(c, RawWrites::StoreWrites);
             writeln!(
                 f,
-                "{:>7} {:>9} {:>10.0} {:>10.0} {:>8.1} {:>9.2} {:>9.2} {:>9.0} | {:>9} {:>10.0} {:>6.2} | {:>10.0} {:>6.2}",
+                "{:>7} {:>7} {:>9} {:>10.0} {:>10.0} {:>8.1} {:>9.2} {:>9.2} {:>9.0} | {:>9} {:>10.0} {:>6.2} {:>11} | {:>10.0} {:>6.2}",
+                c.kind,
                 c.writers,
                 c.events_per_append,
                 c.appends_per_sec,
@@ -190,15 +261,16 @@ impl fmt::Display for BenchReport {
                 c.bytes_per_event,
                 raw.map_or(0, |r| r.batch),
                 raw.map_or(0.0, |r| r.events_per_sec),
-                raw.map_or(0.0, |r| c.events_per_sec / r.events_per_sec),
+                c.ratio.median,
+                format!("{:.2}-{:.2}", c.ratio.min, c.ratio.max),
                 same.map_or(0.0, |r| r.events_per_sec),
-                same.map_or(0.0, |r| c.events_per_sec / r.events_per_sec),
+                c.ratio_same.median,
             )?;
         }
         writeln!(
             f,
-            "bare sled (1 thread, N records then one flush; ratio = store / raw; \
-             same = the store's own writes per record, so store / same is group commit alone):"
+            "bare sled (1 thread, N records then one flush; ratio = store / raw, the median of \
+             the rounds' (range: rounds); same = the store's own writes per record, so store / same is group commit alone):"
         )?;
         for r in &self.raw {
             let what = match r.writes {
@@ -230,24 +302,53 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, StoreError> {
         store: Vec::new(),
         raw: Vec::new(),
     };
+    let rounds = config.rounds.max(1);
+    let slice = config.per_case / rounds as u32;
     for &events in &config.events_per_append {
         for &writers in &config.writers {
-            let dir = scratch_dir(&parent, &format!("store-{writers}x{events}"))?;
-            let case = run_store_case(config, &dir, writers, events);
-            remove_dir(&dir);
-            report.store.push(case?);
             let batch = writers * events;
-            for writes in [RawWrites::Records, RawWrites::StoreWrites] {
-                if report
-                    .raw
-                    .iter()
-                    .all(|r| r.batch != batch || r.writes != writes)
+            let mut store_rounds: Vec<Vec<StoreRound>> =
+                vec![Vec::new(); config.writer_kinds.len()];
+            let mut raw_rounds: [Vec<RawRound>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..rounds {
+                for (k, &kind) in config.writer_kinds.iter().enumerate() {
+                    let dir = scratch_dir(&parent, &format!("store-{kind}-{writers}x{events}"))?;
+                    let round = run_store_case(config, &dir, writers, events, kind, slice);
+                    remove_dir(&dir);
+                    store_rounds[k].push(round?);
+                }
+                for (w, writes) in [RawWrites::Records, RawWrites::StoreWrites]
+                    .into_iter()
+                    .enumerate()
                 {
                     let dir = scratch_dir(&parent, &format!("raw-{batch}-{writes:?}"))?;
-                    let case = run_raw_case(config, &dir, batch, record_bytes, writes);
+                    let round = run_raw_case(config, &dir, batch, record_bytes, writes, slice);
                     remove_dir(&dir);
-                    report.raw.push(case?);
+                    raw_rounds[w].push(round?);
                 }
+            }
+            for (k, &kind) in config.writer_kinds.iter().enumerate() {
+                report.store.push(store_case(
+                    kind,
+                    writers,
+                    events,
+                    &store_rounds[k],
+                    &raw_rounds,
+                ));
+            }
+            for (w, writes) in [RawWrites::Records, RawWrites::StoreWrites]
+                .into_iter()
+                .enumerate()
+            {
+                let (records, secs, bytes) = raw_rounds[w].iter().fold((0, 0.0, 0), |t, r| {
+                    (t.0 + r.records, t.1 + r.seconds, t.2 + r.bytes)
+                });
+                report.raw.push(RawCase {
+                    writes,
+                    batch,
+                    events_per_sec: records as f64 / secs.max(f64::EPSILON),
+                    bytes_per_event: bytes as f64 / records.max(1) as f64,
+                });
             }
         }
     }
@@ -302,73 +403,233 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// One benchmark writer: its 100 streams (tickets) and their versions, and the latency
+/// of each append it made.
+struct BenchWriter {
+    streams: Vec<StreamId>,
+    versions: Vec<u64>,
+    events: usize,
+    payload: Vec<u8>,
+    latencies: Vec<Duration>,
+    next: usize,
+}
+
+impl BenchWriter {
+    fn new(w: usize, events: usize, payload: Vec<u8>) -> Result<Self, StoreError> {
+        let streams: Vec<StreamId> = (0..100)
+            .map(|s| StreamId::new(format!("bench-{w:02}-{s:03}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            versions: vec![0; streams.len()],
+            streams,
+            events,
+            payload,
+            latencies: Vec::new(),
+            next: 0,
+        })
+    }
+
+    /// The next append: its stream, expected version and events.
+    fn next_append(&self) -> (&StreamId, ExpectedVersion, Vec<NewEvent>) {
+        let s = self.next % self.streams.len();
+        let batch = (0..self.events)
+            .map(|_| NewEvent::new(Uuid::new_v4(), "bench.event", self.payload.clone()))
+            .collect();
+        (
+            &self.streams[s],
+            ExpectedVersion::Exact(self.versions[s]),
+            batch,
+        )
+    }
+
+    fn done(&mut self, version: u64, started: Instant) {
+        self.latencies.push(started.elapsed());
+        let s = self.next % self.streams.len();
+        self.versions[s] = version;
+        self.next += 1;
+    }
+}
+
+/// What one round of a store case measured.
+#[derive(Debug, Clone)]
+struct StoreRound {
+    latencies: Vec<Duration>,
+    events: u64,
+    seconds: f64,
+    flushes: u64,
+    bytes: u64,
+}
+
+/// What one round of a bare-sled case measured.
+#[derive(Debug, Clone)]
+struct RawRound {
+    records: u64,
+    seconds: f64,
+    bytes: u64,
+}
+
+impl StoreRound {
+    fn per_sec(&self) -> f64 {
+        self.events as f64 / self.seconds.max(f64::EPSILON)
+    }
+}
+
+impl RawRound {
+    fn per_sec(&self) -> f64 {
+        self.records as f64 / self.seconds.max(f64::EPSILON)
+    }
+}
+
+/// A store case from its rounds, with each round's ratio to the raw rounds next to it.
+fn store_case(
+    kind: WriterKind,
+    writers: usize,
+    events: usize,
+    rounds: &[StoreRound],
+    raw: &[Vec<RawRound>; 2],
+) -> StoreCase {
+    let ratios = |raw: &[RawRound]| {
+        Spread::of(
+            rounds
+                .iter()
+                .zip(raw)
+                .map(|(s, r)| s.per_sec() / r.per_sec().max(f64::EPSILON))
+                .collect(),
+        )
+    };
+    let mut latencies: Vec<Duration> = rounds.iter().flat_map(|r| r.latencies.clone()).collect();
+    latencies.sort_unstable();
+    let total_events: u64 = rounds.iter().map(|r| r.events).sum();
+    let seconds: f64 = rounds
+        .iter()
+        .map(|r| r.seconds)
+        .sum::<f64>()
+        .max(f64::EPSILON);
+    let flushes: u64 = rounds.iter().map(|r| r.flushes).sum();
+    let bytes: u64 = rounds.iter().map(|r| r.bytes).sum();
+    StoreCase {
+        kind,
+        writers,
+        events_per_append: events,
+        appends_per_sec: latencies.len() as f64 / seconds,
+        events_per_sec: total_events as f64 / seconds,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        bytes_per_event: bytes as f64 / total_events.max(1) as f64,
+        events_per_flush: total_events as f64 / flushes.max(1) as f64,
+        ratio: ratios(&raw[0]),
+        ratio_same: ratios(&raw[1]),
+    }
+}
+
 fn run_store_case(
     config: &BenchConfig,
     dir: &Path,
     writers: usize,
     events: usize,
-) -> Result<StoreCase, StoreError> {
+    kind: WriterKind,
+    length: Duration,
+) -> Result<StoreRound, StoreError> {
     let store_config =
         StoreConfig::new(Arc::new(SystemClock)).with_fsync_after_flush(config.fsync_after_flush);
     let store = Arc::new(Store::open(dir, store_config)?);
     let payload = vec![0x5a; config.payload_bytes];
+    let bench_writers = (0..writers)
+        .map(|w| BenchWriter::new(w, events, payload.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
-    let deadline = start + config.per_case;
-    let threads: Vec<_> = (0..writers)
-        .map(|w| {
-            let store = Arc::clone(&store);
-            let payload = payload.clone();
-            std::thread::spawn(move || -> Result<Vec<Duration>, StoreError> {
-                // Each writer owns 100 streams (tickets) and tracks their versions.
-                let streams: Vec<StreamId> = (0..100)
-                    .map(|s| StreamId::new(format!("bench-{w:02}-{s:03}")))
-                    .collect::<Result<_, _>>()?;
-                let mut versions = vec![0u64; streams.len()];
-                let mut latencies = Vec::new();
-                let mut i = 0usize;
-                while Instant::now() < deadline {
-                    let s = i % streams.len();
-                    let batch = (0..events)
-                        .map(|_| NewEvent::new(Uuid::new_v4(), "bench.event", payload.clone()))
-                        .collect();
-                    let t = Instant::now();
-                    let result =
-                        store.append(&streams[s], ExpectedVersion::Exact(versions[s]), batch)?;
-                    latencies.push(t.elapsed());
-                    versions[s] = result.stream_version;
-                    i += 1;
-                }
-                Ok(latencies)
-            })
-        })
-        .collect();
+    let deadline = start + length;
+    let finished = match kind {
+        WriterKind::Threads => run_threads(&store, bench_writers, deadline),
+        WriterKind::Tasks => run_tasks(&store, bench_writers, deadline),
+    };
     let mut latencies = Vec::new();
-    for t in threads {
-        match t.join() {
-            Ok(l) => latencies.extend(l?),
-            Err(_) => {
-                return Err(StoreError::Poisoned {
-                    reason: "a benchmark writer thread panicked".to_string(),
-                })
-            }
-        }
+    for w in finished? {
+        latencies.extend(w.latencies);
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     let flushes = store.flushes();
     store.close()?;
     drop(store);
-    latencies.sort_unstable();
-    let appends = latencies.len() as f64;
-    let total_events = appends * events as f64;
-    Ok(StoreCase {
-        writers,
-        events_per_append: events,
-        appends_per_sec: appends / elapsed,
-        events_per_sec: total_events / elapsed,
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-        bytes_per_event: dir_size(dir) as f64 / total_events.max(1.0),
-        events_per_flush: total_events / flushes.max(1) as f64,
+    Ok(StoreRound {
+        events: (latencies.len() * events) as u64,
+        latencies,
+        seconds,
+        flushes,
+        bytes: dir_size(dir),
+    })
+}
+
+/// Each writer on a thread of its own, blocking in [`Store::append`].
+fn run_threads(
+    store: &Arc<Store>,
+    writers: Vec<BenchWriter>,
+    deadline: Instant,
+) -> Result<Vec<BenchWriter>, StoreError> {
+    let threads: Vec<_> = writers
+        .into_iter()
+        .map(|mut w| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || -> Result<BenchWriter, StoreError> {
+                while Instant::now() < deadline {
+                    let (stream, expected, batch) = w.next_append();
+                    let t = Instant::now();
+                    let result = store.append(stream, expected, batch)?;
+                    w.done(result.stream_version, t);
+                }
+                Ok(w)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| {
+            t.join().unwrap_or_else(|_| {
+                Err(StoreError::Poisoned {
+                    reason: "a benchmark writer thread panicked".to_string(),
+                })
+            })
+        })
+        .collect()
+}
+
+/// Each writer a task on a multi-threaded runtime with one thread per CPU, awaiting
+/// [`Store::append_async`].
+fn run_tasks(
+    store: &Arc<Store>,
+    writers: Vec<BenchWriter>,
+    deadline: Instant,
+) -> Result<Vec<BenchWriter>, StoreError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .thread_name("store-bench-task")
+        .build()
+        .map_err(StoreError::Thread)?;
+    runtime.block_on(async {
+        let tasks: Vec<_> = writers
+            .into_iter()
+            .map(|mut w| {
+                let store = Arc::clone(store);
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let (stream, expected, batch) = w.next_append();
+                        let t = Instant::now();
+                        let result = store.append_async(stream, expected, batch).await?;
+                        w.done(result.stream_version, t);
+                    }
+                    Ok::<_, StoreError>(w)
+                })
+            })
+            .collect();
+        let mut done = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            done.push(t.await.unwrap_or_else(|_| {
+                Err(StoreError::Poisoned {
+                    reason: "a benchmark writer task panicked".to_string(),
+                })
+            })?);
+        }
+        Ok(done)
     })
 }
 
@@ -378,7 +639,8 @@ fn run_raw_case(
     batch: usize,
     record_bytes: usize,
     writes: RawWrites,
-) -> Result<RawCase, StoreError> {
+    length: Duration,
+) -> Result<RawRound, StoreError> {
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(DEFAULT_CACHE_CAPACITY)
@@ -398,7 +660,7 @@ fn run_raw_case(
     // The store's chunks as its writer holds them: (version, current chunk) per stream.
     let mut chunks: std::collections::HashMap<u64, (u64, Vec<u8>)> = Default::default();
     let start = Instant::now();
-    let deadline = start + config.per_case;
+    let deadline = start + length;
     let mut position = 0u64;
     while Instant::now() < deadline {
         let first = position + 1;
@@ -431,14 +693,13 @@ fn run_raw_case(
             })?;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     drop(data_file);
     drop(db);
-    Ok(RawCase {
-        writes,
-        batch,
-        events_per_sec: position as f64 / elapsed,
-        bytes_per_event: dir_size(dir) as f64 / (position.max(1)) as f64,
+    Ok(RawRound {
+        records: position,
+        seconds,
+        bytes: dir_size(dir),
     })
 }
 
