@@ -470,16 +470,45 @@ fn a_flipped_byte_in_the_data_file_never_opens_as_a_shorter_valid_log() {
         ) {
             Err(_) => {}
             Ok(store) => {
-                // sled kept the whole log: then verify must find the damaged record.
+                // sled kept the whole log: then verify must find the damaged record,
+                // unless the flipped copy was one sled no longer needed (a torn last
+                // message it drops on recovery, holding a page it also has from before
+                // and index entries open re-adds): then every event reads back intact.
                 assert_eq!(store.head_position(), 20, "event {victim}: opened short");
                 let report = store.verify().unwrap();
-                assert!(
-                    report.problem.is_some(),
-                    "event {victim}: the damage went unseen"
-                );
+                if report.problem.is_none() {
+                    let payloads: Vec<Vec<u8>> = store
+                        .read_stream(&sid("ticket-1"), 1, 100)
+                        .unwrap()
+                        .into_iter()
+                        .map(|e| e.payload)
+                        .collect();
+                    let written: Vec<Vec<u8>> = (1..=20).map(|i| payload(i).into_bytes()).collect();
+                    assert_eq!(payloads, written, "event {victim}: the damage went unseen");
+                }
             }
         }
     }
+}
+
+/// Checks that the stream index of a `filled` store serves idempotency and the version
+/// check: the event `again.1` of stream `again.0` appended again answers with its
+/// original position `again.2`; a new event on stream `next.0` at version `next.1` gets
+/// position 21.
+fn assert_index_serves(store: &Store, again: (&str, &str, u64), next: (&str, u64)) {
+    let redelivered = store
+        .append(&sid(again.0), ExpectedVersion::Any, vec![ev(again.1)])
+        .unwrap();
+    assert!(redelivered.deduplicated);
+    assert_eq!(redelivered.events[0].position, again.2);
+    let appended = store
+        .append(
+            &sid(next.0),
+            ExpectedVersion::Exact(next.1),
+            vec![ev("e20")],
+        )
+        .unwrap();
+    assert_eq!(appended.first_position(), 21);
 }
 
 /// Rewrites a closed format-2 store of single-record pages into format 1: an `S` entry
@@ -541,15 +570,7 @@ fn a_format_1_store_is_upgraded_on_open() {
             ticket_1
         );
         // Idempotency survives the upgrade; numbering goes on.
-        let again = store
-            .append(&sid("ticket-1"), ExpectedVersion::Any, vec![ev("e4")])
-            .unwrap();
-        assert!(again.deduplicated);
-        assert_eq!(again.events[0].position, 5);
-        let next = store
-            .append(&sid("ticket-1"), ExpectedVersion::Exact(7), vec![ev("e20")])
-            .unwrap();
-        assert_eq!(next.first_position(), 21);
+        assert_index_serves(&store, ("ticket-1", "e4", 5), ("ticket-1", 7));
     }
     with_raw_sled(dir.path(), |db| {
         let marker = db.get(b"Mformat").unwrap().unwrap();
@@ -685,15 +706,7 @@ fn index_entries_a_crash_left_out_are_added_from_the_pages_on_open() {
             assert_eq!(&store.read_stream(&sid(s), 1, 100).unwrap(), events);
         }
         // The re-added entries serve idempotency and the version check.
-        let again = store
-            .append(&sid("ticket-1"), ExpectedVersion::Any, vec![ev("e19")])
-            .unwrap();
-        assert!(again.deduplicated);
-        assert_eq!(again.events[0].position, 20);
-        let next = store
-            .append(&sid("ticket-2"), ExpectedVersion::Exact(6), vec![ev("e20")])
-            .unwrap();
-        assert_eq!(next.first_position(), 21);
+        assert_index_serves(&store, ("ticket-1", "e19", 20), ("ticket-2", 6));
     }
     with_raw_sled(dir.path(), |db| {
         let marker = db.get(b"Mindexed").unwrap().unwrap();
