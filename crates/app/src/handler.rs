@@ -331,17 +331,31 @@ impl Tickets {
     /// Everything before the append, under the ticket's stripe: a redelivery is answered
     /// from the store, a refusal is final, otherwise the events to append.
     fn prepare(&self, s: &Submission, stream: StreamId) -> Result<Step, HandleError> {
-        if let Some(key) = &s.idempotency_key {
-            if let Some(events) = self.already_stored(&s.ticket_id, key)? {
-                return Ok(Step::Done(Handled::Duplicate { events }));
+        let folded = self.lock_folded().get(&s.ticket_id).cloned();
+        let (mut version, mut ticket, records) = match folded {
+            Some((version, ticket)) => {
+                if let Some(key) = &s.idempotency_key {
+                    if let Some(events) = self.already_stored(&s.ticket_id, key)? {
+                        return Ok(Step::Done(Handled::Duplicate { events }));
+                    }
+                }
+                let newer = self.store.read_stream(&stream, version + 1, usize::MAX)?;
+                (version, ticket, newer)
             }
-        }
-        let (mut version, mut ticket) = self
-            .lock_folded()
-            .get(&s.ticket_id)
-            .cloned()
-            .unwrap_or_default();
-        for record in self.store.read_stream(&stream, version + 1, usize::MAX)? {
+            // Not folded (a new ticket, usually): the whole stream is read anyway, and
+            // it answers the idempotency check too, one store read instead of two.
+            None => {
+                let all = self.store.read_stream(&stream, 1, usize::MAX)?;
+                if let Some(key) = &s.idempotency_key {
+                    let events = stored_under(&s.ticket_id, key, &all)?;
+                    if !events.is_empty() {
+                        return Ok(Step::Done(Handled::Duplicate { events }));
+                    }
+                }
+                (0, Ticket::default(), all)
+            }
+        };
+        for record in records {
             version = record.version;
             ticket = evolve(ticket, &read(record)?.envelope.event);
         }
@@ -487,6 +501,23 @@ impl Tickets {
 }
 
 /// Replays stored events into a ticket.
+/// The events stored under `key` among a ticket's records (what
+/// [`Tickets::already_stored`] finds in the store).
+fn stored_under(
+    ticket: &TicketId,
+    key: &str,
+    records: &[RecordedEvent],
+) -> Result<Vec<Stored>, HandleError> {
+    let mut found = Vec::new();
+    loop {
+        let id = event_id(ticket, key, found.len());
+        match records.iter().find(|r| r.id == id) {
+            Some(record) => found.push(read(record.clone())?),
+            None => return Ok(found),
+        }
+    }
+}
+
 pub(crate) fn fold(history: &[Stored]) -> Ticket {
     history
         .iter()

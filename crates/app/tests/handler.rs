@@ -97,6 +97,36 @@ fn commands_are_decided_appended_and_read_back() {
 }
 
 #[test]
+fn a_redelivery_to_a_ticket_no_handler_has_folded_is_answered_from_its_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), &clock());
+    {
+        let tickets = Tickets::new(store.clone()).unwrap();
+        tickets
+            .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+            .unwrap();
+        tickets
+            .handle(submit("jd:1", refund(), Some("m2")))
+            .unwrap();
+    }
+    let head = store.head_position();
+    // A handler after a restart has folded nothing: the stream it reads for the ticket
+    // answers the idempotency check.
+    for (command, key, position) in [(refund(), "m2", 2), (open_cmd("jd:1", "l-1"), "m1", 1)] {
+        let tickets = Tickets::new(store.clone()).unwrap();
+        let Handled::Duplicate { events } =
+            tickets.handle(submit("jd:1", command, Some(key))).unwrap()
+        else {
+            panic!("expected {key} to be a duplicate")
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].position, position);
+        assert_eq!(events[0].envelope.source_message_id.as_deref(), Some(key));
+    }
+    assert_eq!(store.head_position(), head, "nothing was written");
+}
+
+#[test]
 fn a_redelivered_message_is_answered_from_the_store_even_when_deciding_again_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let tickets = Tickets::new(open_store(dir.path(), &clock())).unwrap();
