@@ -5,9 +5,10 @@
 //! the written head, insert the index marker `M indexed` and the commit marker
 //! `M head = written head`, call `db.flush()` (then `fdatasync`, see
 //! `StoreConfig::fsync_after_flush`), wait until the indexed head has caught up, and
-//! publish the *durable* head, which wakes the appenders waiting for it. Appends written while a flush runs share the next one, and
-//! the next flush waits (at most one flush time) for the appenders it just acknowledged to
-//! come back, so that concurrent appenders keep one group instead of splitting into two.
+//! publish the *durable* head, which wakes the appenders waiting for it. Appends written
+//! while a flush runs share the next one, and the next flush waits (at most one flush
+//! time) for the appenders it just acknowledged to come back, so that concurrent
+//! appenders keep one group instead of splitting into two.
 //! `flush_async` is never used (it can deadlock in 0.34.7) and no other thread calls
 //! `flush()` while the store is open. sled's own background thread keeps running (every
 //! 500 ms it writes its buffers, cleans segments and fsyncs), but acknowledgement never
@@ -20,11 +21,11 @@
 //! beyond it belongs to appends that were never acknowledged, and
 //! [`repair_uncommitted_tail`] removes it on open. Chunk entries of committed records
 //! beyond the index marker may be missing (inserted while that flush ran):
-//! [`reindex_committed_tail`] adds them from the pages. Why not `apply_batch` (measured on sled
-//! 0.34.7): every call rolls sled's IO buffer (~200 µs), so one batch per append was 6x
-//! slower than plain inserts, and it takes sled's global write lock, which waits for a
-//! running `flush()`, so writes could never overlap with the flush. With plain inserts
-//! they do.
+//! [`reindex_committed_tail`] adds them from the pages. Why not `apply_batch` (measured
+//! on sled 0.34.7): every call rolls sled's IO buffer (~200 µs), so one batch per append
+//! was 6x slower than plain inserts, and it takes sled's global write lock, which waits
+//! for a running `flush()`, so writes could never overlap with the flush. With plain
+//! inserts they do.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

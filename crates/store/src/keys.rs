@@ -7,6 +7,7 @@
 //! |-------------------------------------------------------|--------------------------------|
 //! | `M` `format`                                          | `aftersales-store` + u32 BE    |
 //! | `M` `head`                                            | commit marker: position (u64 BE) |
+//! | `M` `indexed`                                         | index marker: position (u64 BE) |
 //! | `L` first position (u64 BE)                           | page: records of consecutive positions ([`crate::record`]) |
 //! | `T` len (u16 BE) stream-id bytes chunk (u64 BE)       | up to 32 entries: position (u64 BE) + event id (16 bytes) |
 //!

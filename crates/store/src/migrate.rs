@@ -1,6 +1,7 @@
 //! Opening a store of an older format. Format 2 differs from 3 only in that its index
-//! never trails its pages, so its upgrade is the marker alone. A format-1 store: its stream index (`S` stream version → position) and id
-//! index (`I` id → position) become format 2's chunks. Its records stay as they are: a
+//! never trails its pages, so its upgrade is the marker alone. A format-1 store: its
+//! stream index (`S` stream version → position) and id index (`I` id → position) become
+//! format 2's chunks. Its records stay as they are: a
 //! format-1 `L` key holds one record, which is a page of one.
 //!
 //! Crash safety: the chunks are rebuilt from scratch (any left by an interrupted attempt
