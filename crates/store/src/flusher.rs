@@ -356,7 +356,15 @@ pub(crate) fn reindex_committed_tail(
         Some(v) => keys::parse_position_value(&v)
             .ok_or_else(|| corrupt(format!("the index marker is {} bytes, not 8", v.len())))?,
     };
-    if indexed >= committed {
+    if indexed > committed {
+        // The index marker of a commit whose commit marker never landed (a crash or a
+        // failed write between the two inserts): what it covers up to the commit marker
+        // is indexed, and beyond it nothing is left.
+        db.insert(keys::INDEXED_KEY, &keys::position_value(committed))
+            .map_err(StoreError::storage("write the index marker"))?;
+        return Ok(0);
+    }
+    if indexed == committed {
         return Ok(0);
     }
     let Some((first, _)) = crate::reads::page_at(db, indexed + 1)? else {

@@ -760,3 +760,28 @@ fn a_format_2_store_opens_as_fully_indexed_and_is_marked_3() {
         assert_eq!(&marker[16..], 3u32.to_be_bytes().as_slice());
     });
 }
+
+#[test]
+fn an_index_marker_beyond_the_commit_marker_is_brought_back_to_it_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    // A kill (or a full disk) between the index marker and the commit marker of a flush:
+    // the index marker names positions whose records were never committed.
+    with_raw_sled(dir.path(), |db| {
+        db.insert(b"Mindexed", 23u64.to_be_bytes().to_vec())
+            .unwrap();
+    });
+    {
+        let store = open(dir.path());
+        assert_eq!(store.head_position(), 20);
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_index_serves(&store, ("ticket-1", "e19", 20), ("ticket-2", 6));
+    }
+    with_raw_sled(dir.path(), |db| {
+        let marker = db.get(b"Mindexed").unwrap().unwrap();
+        let indexed = u64::from_be_bytes(marker.as_ref().try_into().unwrap());
+        let head = db.get(b"Mhead").unwrap().unwrap();
+        assert!(indexed <= u64::from_be_bytes(head.as_ref().try_into().unwrap()));
+    });
+}
