@@ -96,19 +96,21 @@ fn commands_are_decided_appended_and_read_back() {
     );
 }
 
+/// Opens ticket jd:1 (message m1) and refunds it (m2): positions 1 and 2.
+fn open_and_refund(tickets: &Tickets) {
+    tickets
+        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
+        .unwrap();
+    tickets
+        .handle(submit("jd:1", refund(), Some("m2")))
+        .unwrap();
+}
+
 #[test]
 fn a_redelivery_to_a_ticket_no_handler_has_folded_is_answered_from_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), &clock());
-    {
-        let tickets = Tickets::new(store.clone()).unwrap();
-        tickets
-            .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
-            .unwrap();
-        tickets
-            .handle(submit("jd:1", refund(), Some("m2")))
-            .unwrap();
-    }
+    open_and_refund(&Tickets::new(store.clone()).unwrap());
     let head = store.head_position();
     // A handler after a restart has folded nothing: the stream it reads for the ticket
     // answers the idempotency check.
@@ -130,12 +132,7 @@ fn a_redelivery_to_a_ticket_no_handler_has_folded_is_answered_from_its_stream() 
 fn a_redelivered_message_is_answered_from_the_store_even_when_deciding_again_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let tickets = Tickets::new(open_store(dir.path(), &clock())).unwrap();
-    tickets
-        .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
-        .unwrap();
-    tickets
-        .handle(submit("jd:1", refund(), Some("m2")))
-        .unwrap();
+    open_and_refund(&tickets);
     let head = tickets.store().head_position();
 
     // Deciding the refund again on a completed ticket would be refused (final state);
