@@ -491,6 +491,15 @@ fn a_flipped_byte_in_the_data_file_never_opens_as_a_shorter_valid_log() {
     }
 }
 
+/// Opens a `filled` store that must come back with all 20 events and verify.
+fn opened_whole(dir: &Path) -> Store {
+    let store = open(dir);
+    assert_eq!(store.head_position(), 20);
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report}");
+    store
+}
+
 /// Checks that the stream index of a `filled` store serves idempotency and the version
 /// check: the event `again.1` of stream `again.0` appended again answers with its
 /// original position `again.2`; a new event on stream `next.0` at version `next.1` gets
@@ -698,10 +707,7 @@ fn index_entries_a_crash_left_out_are_added_from_the_pages_on_open() {
             .unwrap();
     });
     {
-        let store = open(dir.path());
-        assert_eq!(store.head_position(), 20);
-        let report = store.verify().unwrap();
-        assert!(report.is_ok(), "{report}");
+        let store = opened_whole(dir.path());
         for (s, events) in streams.iter().zip(&before) {
             assert_eq!(&store.read_stream(&sid(s), 1, 100).unwrap(), events);
         }
@@ -772,10 +778,7 @@ fn an_index_marker_beyond_the_commit_marker_is_brought_back_to_it_on_open() {
             .unwrap();
     });
     {
-        let store = open(dir.path());
-        assert_eq!(store.head_position(), 20);
-        let report = store.verify().unwrap();
-        assert!(report.is_ok(), "{report}");
+        let store = opened_whole(dir.path());
         assert_index_serves(&store, ("ticket-1", "e19", 20), ("ticket-2", 6));
     }
     with_raw_sled(dir.path(), |db| {
