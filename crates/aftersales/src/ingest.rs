@@ -186,6 +186,12 @@ pub(crate) struct OwnServer {
     _dir: tempfile::TempDir,
 }
 
+impl OwnServer {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -233,13 +239,14 @@ pub fn bench_ingest(
     if let Some(n) = messages {
         b.messages = n;
     }
-    let (_server, url) = match nats {
+    let (server, url) = match nats {
         Some(url) => (None, url),
         None => {
             let (s, url) = own_server()?;
             (Some(s), url)
         }
     };
+    b.broker_pid = server.as_ref().map(OwnServer::pid);
     let tmp = tempfile::tempdir()?;
     let data = dir
         .unwrap_or_else(|| tmp.path().to_path_buf())
@@ -309,5 +316,26 @@ pub fn bench_ingest(
         "bare sled / raw JetStream (the ceiling)",
         format!("{:.2}", report.sled_per_s / report.raw_per_s),
     );
+    if let Some(us) = report.sled_cpu_us {
+        row("bare sled: CPU us/record", format!("{us:.1}"));
+    }
+    for (phase, cpu) in [("raw", report.raw_cpu), ("ingest", report.ingest_cpu)] {
+        let Some(cpu) = cpu else { continue };
+        let broker = cpu
+            .broker_us
+            .map_or_else(|| "?".to_owned(), |us| format!("{us:.1}"));
+        row(
+            &format!("{phase}: CPU us/message, ours + broker"),
+            format!("{:.1} + {broker}", cpu.own_us),
+        );
+        row(
+            &format!("{phase}: machine busy, rate its CPU allows"),
+            format!(
+                "{:.0} % {:.0}/s",
+                cpu.machine_busy * 100.0,
+                cpu.rate_limit()
+            ),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

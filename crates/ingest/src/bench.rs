@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use aftersales_app::Tickets;
 use aftersales_clock::SystemClock;
+use aftersales_store::bench::cpu;
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -23,6 +24,8 @@ pub struct BenchConfig {
     pub live_messages: usize,
     /// The live publish rate as a share of the measured ingest rate.
     pub live_load: f64,
+    /// The broker's process, when the benchmark started it: its CPU time is counted too.
+    pub broker_pid: Option<u32>,
 }
 
 impl BenchConfig {
@@ -31,6 +34,7 @@ impl BenchConfig {
             messages: 50_000,
             live_messages: 20_000,
             live_load: 0.5,
+            broker_pid: None,
         }
     }
     pub fn quick() -> Self {
@@ -38,6 +42,7 @@ impl BenchConfig {
             messages: 3_000,
             live_messages: 1_000,
             live_load: 0.5,
+            broker_pid: None,
         }
     }
 }
@@ -60,6 +65,70 @@ pub struct BenchReport {
     /// ceiling of anything that stores each message durably on this disk.
     pub store_per_s: f64,
     pub sled_per_s: f64,
+    /// Bare sled's CPU time per record (all of its threads).
+    pub sled_cpu_us: Option<f64>,
+    /// CPU spent on the raw loop's and the ingest's backlog (None where /proc is missing).
+    pub raw_cpu: Option<CpuUse>,
+    pub ingest_cpu: Option<CpuUse>,
+}
+
+/// The CPU one phase took, per message: both phases run on the same cores, so a phase
+/// that keeps them busy can only go faster by costing less per message.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUse {
+    /// This process (the benchmark's client side: the raw loop, or the whole ingest).
+    pub own_us: f64,
+    /// The broker, when its process is known.
+    pub broker_us: Option<f64>,
+    /// Busy share of all the machine's CPUs over the phase (1.0: every core busy).
+    pub machine_busy: f64,
+    /// The machine's CPUs.
+    pub cores: usize,
+}
+
+impl CpuUse {
+    /// The highest rate these costs allow on this machine's cores.
+    pub fn rate_limit(&self) -> f64 {
+        let per_message = self.own_us + self.broker_us.unwrap_or(0.0);
+        self.cores as f64 * 1e6 / per_message.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// CPU clock readings at one instant (see [`cpu`]).
+#[derive(Debug, Clone, Copy)]
+struct CpuClock {
+    own_ticks: u64,
+    broker_ticks: Option<u64>,
+    busy_ticks: u64,
+    all_ticks: u64,
+}
+
+impl CpuClock {
+    fn read(broker_pid: Option<u32>) -> Option<Self> {
+        let (busy_ticks, all_ticks) = cpu::machine_ticks()?;
+        Some(Self {
+            own_ticks: cpu::process_ticks("self")?,
+            broker_ticks: broker_pid.and_then(|p| cpu::process_ticks(&p.to_string())),
+            busy_ticks,
+            all_ticks,
+        })
+    }
+
+    /// What was spent from `self` to `now` on `messages` messages.
+    fn since(&self, now: &Self, messages: usize) -> CpuUse {
+        let us = |ticks: u64| ticks as f64 * cpu::TICK_US / messages.max(1) as f64;
+        let broker_us = match (self.broker_ticks, now.broker_ticks) {
+            (Some(a), Some(b)) => Some(us(b.saturating_sub(a))),
+            _ => None,
+        };
+        CpuUse {
+            own_us: us(now.own_ticks.saturating_sub(self.own_ticks)),
+            broker_us,
+            machine_busy: now.busy_ticks.saturating_sub(self.busy_ticks) as f64
+                / now.all_ticks.saturating_sub(self.all_ticks).max(1) as f64,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
 }
 
 impl BenchReport {
@@ -147,6 +216,7 @@ pub async fn run(
         .await
         .map_err(|e| IngestError::Nats(e.to_string()))?;
     let started = Instant::now();
+    let raw_clock = CpuClock::read(bench.broker_pid);
     let mut stream = raw
         .stream()
         .max_messages_per_batch(cfg.max_in_flight.clamp(1, 256))
@@ -167,6 +237,7 @@ pub async fn run(
         }
     }
     let raw_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
+    let raw_cpu = cpu_since(raw_clock, bench);
     drop(stream);
 
     progress("ingest: adapters, decide, durable append, ack");
@@ -181,6 +252,7 @@ pub async fn run(
     let stats = ingest.stats();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
+    let ingest_clock = CpuClock::read(bench.broker_pid);
     let task = tokio::spawn(ingest.run(client, async {
         let _ = stop_rx.await;
     }));
@@ -189,6 +261,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ingest_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
+    let ingest_cpu = cpu_since(ingest_clock, bench);
     let backlog_events = tickets.store().head_position();
     let events_per_flush = backlog_events as f64 / tickets.store().flushes().max(1) as f64;
     stats.latencies_us.lock().expect("not poisoned").clear();
@@ -230,9 +303,9 @@ pub async fn run(
             .map_err(|e| IngestError::Config(e.to_string()))?
             .map_err(|e| IngestError::Config(e.to_string()))?;
     let store_case = &store_report.store[0];
-    let sled_per_s = store_report
-        .raw_for(store_case)
-        .map_or(0.0, |r| r.events_per_sec);
+    let bare = store_report.raw_for(store_case);
+    let sled_per_s = bare.map_or(0.0, |r| r.events_per_sec);
+    let sled_cpu_us = bare.and_then(|r| r.cpu_us_per_record);
     let mut lat = std::mem::take(&mut *stats.latencies_us.lock().expect("not poisoned"));
     lat.sort_unstable();
     let pct = |p: f64| {
@@ -260,5 +333,13 @@ pub async fn run(
         events_per_flush,
         store_per_s: store_case.events_per_sec,
         sled_per_s,
+        sled_cpu_us,
+        raw_cpu,
+        ingest_cpu,
     })
+}
+
+fn cpu_since(start: Option<CpuClock>, bench: &BenchConfig) -> Option<CpuUse> {
+    let now = CpuClock::read(bench.broker_pid)?;
+    Some(start?.since(&now, bench.messages))
 }

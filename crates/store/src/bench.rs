@@ -24,6 +24,74 @@ use crate::store::{Store, StoreConfig, DEFAULT_CACHE_CAPACITY};
 use crate::types::{ExpectedVersion, NewEvent, StreamId};
 use aftersales_clock::SystemClock;
 
+/// CPU time from /proc (Linux; `None` elsewhere), for benchmarks that show whether a
+/// figure is bound by the machine's cores.
+pub mod cpu {
+    /// Microseconds per tick: the kernel counts in USER_HZ, 100 on every Linux we build for.
+    pub const TICK_US: f64 = 10_000.0;
+
+    /// User + system ticks of a process (`"self"` or a pid): fields 14 and 15 of
+    /// /proc/<pid>/stat.
+    pub fn process_ticks(pid: &str) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces; the fields after it are plain.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some(utime + stime)
+    }
+
+    /// Busy and total ticks of all the machine's CPUs (first line of /proc/stat:
+    /// `cpu user nice system idle iowait irq softirq steal …`).
+    pub fn machine_ticks() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let all: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+        Some((all - idle, all))
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_busy_thread_shows_in_the_process_and_machine_ticks() {
+            let (busy0, all0) = machine_ticks().expect("/proc/stat");
+            let own0 = process_ticks("self").expect("/proc/self/stat");
+            // Spin until the process has used 5 ticks (50 ms) of CPU; a shared machine
+            // may take longer to give them.
+            let started = std::time::Instant::now();
+            let mut x = 0u64;
+            let own = loop {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                let own = process_ticks("self").unwrap() - own0;
+                if own >= 5 {
+                    break own;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "30 s of spinning counted {own} ticks"
+                );
+            };
+            let (busy1, all1) = machine_ticks().unwrap();
+            assert!(own < 1_000, "{own} ticks");
+            assert!(busy1 - busy0 >= 3, "the machine's busy ticks did not move");
+            assert!(busy1 - busy0 <= all1 - all0);
+            assert!(process_ticks("999999999").is_none(), "no such process");
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -180,6 +248,8 @@ pub struct RawCase {
     pub events_per_sec: f64,
     /// Size of the directory after close, divided by records.
     pub bytes_per_event: f64,
+    /// CPU time of the whole process (sled's threads included) per record.
+    pub cpu_us_per_record: Option<f64>,
 }
 
 /// Everything measured in one run; `Display` prints the tables.
@@ -277,9 +347,12 @@ impl fmt::Display for BenchReport {
                 RawWrites::Records => "records only",
                 RawWrites::StoreWrites => "store's writes",
             };
+            let cpu = r
+                .cpu_us_per_record
+                .map_or_else(String::new, |us| format!(", {us:>5.1} us CPU/record"));
             writeln!(
                 f,
-                "  batch {:>4}, {what:<14}: {:>10.0} records/s, {:>6.0} B/record on disk",
+                "  batch {:>4}, {what:<14}: {:>10.0} records/s, {:>6.0} B/record on disk{cpu}",
                 r.batch, r.events_per_sec, r.bytes_per_event
             )?;
         }
@@ -343,11 +416,14 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, StoreError> {
                 let (records, secs, bytes) = raw_rounds[w].iter().fold((0, 0.0, 0), |t, r| {
                     (t.0 + r.records, t.1 + r.seconds, t.2 + r.bytes)
                 });
+                let ticks: Option<u64> = raw_rounds[w].iter().map(|r| r.cpu_ticks).sum();
                 report.raw.push(RawCase {
                     writes,
                     batch,
                     events_per_sec: records as f64 / secs.max(f64::EPSILON),
                     bytes_per_event: bytes as f64 / records.max(1) as f64,
+                    cpu_us_per_record: ticks
+                        .map(|t| t as f64 * cpu::TICK_US / records.max(1) as f64),
                 });
             }
         }
@@ -466,6 +542,7 @@ struct RawRound {
     records: u64,
     seconds: f64,
     bytes: u64,
+    cpu_ticks: Option<u64>,
 }
 
 impl StoreRound {
@@ -657,6 +734,7 @@ fn run_raw_case(
         None
     };
     let value = vec![0x5a; record_bytes];
+    let ticks_before = cpu::process_ticks("self");
     // The store's chunks as its writer holds them: (version, current chunk) per stream.
     let mut chunks: std::collections::HashMap<u64, (u64, Vec<u8>)> = Default::default();
     let start = Instant::now();
@@ -694,12 +772,16 @@ fn run_raw_case(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_ticks = ticks_before
+        .zip(cpu::process_ticks("self"))
+        .map(|(a, b)| b.saturating_sub(a));
     drop(data_file);
     drop(db);
     Ok(RawRound {
         records: position,
         seconds,
         bytes: dir_size(dir),
+        cpu_ticks,
     })
 }
 
