@@ -319,7 +319,7 @@ pub fn bench_ingest(
     if let Some(us) = report.sled_cpu_us {
         row("bare sled: CPU us/record", format!("{us:.1}"));
     }
-    for (phase, cpu) in [("raw", report.raw_cpu), ("ingest", report.ingest_cpu)] {
+    for (phase, cpu) in [("raw", &report.raw_cpu), ("ingest", &report.ingest_cpu)] {
         let Some(cpu) = cpu else { continue };
         let broker = cpu
             .broker_us
@@ -328,6 +328,11 @@ pub fn bench_ingest(
             &format!("{phase}: CPU us/message, ours + broker"),
             format!("{:.1} + {broker}", cpu.own_us),
         );
+        if phase == "ingest" {
+            for (what, us) in &cpu.threads {
+                row(&format!("  of ours: {what}"), format!("{us:.1}"));
+            }
+        }
         row(
             &format!("{phase}: machine busy, rate its CPU allows"),
             format!(

@@ -74,7 +74,7 @@ pub struct BenchReport {
 
 /// The CPU one phase took, per message: both phases run on the same cores, so a phase
 /// that keeps them busy can only go faster by costing less per message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CpuUse {
     /// This process (the benchmark's client side: the raw loop, or the whole ingest).
     pub own_us: f64,
@@ -84,6 +84,23 @@ pub struct CpuUse {
     pub machine_busy: f64,
     /// The machine's CPUs.
     pub cores: usize,
+    /// Our part by kind of thread: (what, microseconds per message), largest first.
+    pub threads: Vec<(&'static str, f64)>,
+}
+
+/// What a thread of the benchmark process does, by its name.
+fn thread_kind(name: &str) -> &'static str {
+    if name.starts_with("ingest-") {
+        "workers (decide, encode)"
+    } else if name.starts_with("tokio-rt") {
+        "runtime (pull, translate, ack)"
+    } else if name.starts_with("aftersales-stor") {
+        "store writer + flusher"
+    } else if name.starts_with("sled") {
+        "sled's own threads"
+    } else {
+        "other"
+    }
 }
 
 impl CpuUse {
@@ -95,9 +112,10 @@ impl CpuUse {
 }
 
 /// CPU clock readings at one instant (see [`cpu`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CpuClock {
     own_ticks: u64,
+    threads: Vec<(u64, String, u64)>,
     broker_ticks: Option<u64>,
     busy_ticks: u64,
     all_ticks: u64,
@@ -108,6 +126,7 @@ impl CpuClock {
         let (busy_ticks, all_ticks) = cpu::machine_ticks()?;
         Some(Self {
             own_ticks: cpu::process_ticks("self")?,
+            threads: cpu::thread_ticks(),
             broker_ticks: broker_pid.and_then(|p| cpu::process_ticks(&p.to_string())),
             busy_ticks,
             all_ticks,
@@ -121,8 +140,34 @@ impl CpuClock {
             (Some(a), Some(b)) => Some(us(b.saturating_sub(a))),
             _ => None,
         };
+        // Threads started during the phase count from zero; those gone by its end are in
+        // `other` (the difference to the process total).
+        let mut threads: Vec<(&'static str, f64)> = Vec::new();
+        let mut counted = 0;
+        for (tid, name, ticks) in &now.threads {
+            let before = self
+                .threads
+                .iter()
+                .find(|(t, _, _)| t == tid)
+                .map_or(0, |(_, _, b)| *b);
+            let spent = ticks.saturating_sub(before);
+            counted += spent;
+            let kind = thread_kind(name);
+            match threads.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, total)) => *total += us(spent),
+                None => threads.push((kind, us(spent))),
+            }
+        }
+        let own = now.own_ticks.saturating_sub(self.own_ticks);
+        let rest = us(own.saturating_sub(counted));
+        match threads.iter_mut().find(|(k, _)| *k == "other") {
+            Some((_, total)) => *total += rest,
+            None => threads.push(("other", rest)),
+        }
+        threads.sort_by(|a, b| b.1.total_cmp(&a.1));
         CpuUse {
-            own_us: us(now.own_ticks.saturating_sub(self.own_ticks)),
+            threads,
+            own_us: us(own),
             broker_us,
             machine_busy: now.busy_ticks.saturating_sub(self.busy_ticks) as f64
                 / now.all_ticks.saturating_sub(self.all_ticks).max(1) as f64,

@@ -42,6 +42,22 @@ pub mod cpu {
         Some(utime + stime)
     }
 
+    /// User + system ticks of each live thread of this process, by thread id, with the
+    /// thread's name (the kernel keeps 15 bytes of it).
+    pub fn thread_ticks() -> Vec<(u64, String, u64)> {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|t| {
+                let tid = t.ok()?.file_name().to_str()?.to_owned();
+                let ticks = process_ticks(&format!("self/task/{tid}"))?;
+                let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+                Some((tid.parse().ok()?, name.trim_end().to_owned(), ticks))
+            })
+            .collect()
+    }
+
     /// Busy and total ticks of all the machine's CPUs (first line of /proc/stat:
     /// `cpu user nice system idle iowait irq softirq steal …`).
     pub fn machine_ticks() -> Option<(u64, u64)> {
@@ -88,6 +104,8 @@ pub mod cpu {
             assert!(busy1 - busy0 >= 3, "the machine's busy ticks did not move");
             assert!(busy1 - busy0 <= all1 - all0);
             assert!(process_ticks("999999999").is_none(), "no such process");
+            let me = thread_ticks();
+            assert!(me.iter().any(|(_, _, t)| *t >= 5), "{me:?}");
         }
     }
 }
