@@ -140,8 +140,10 @@ impl CpuClock {
             (Some(a), Some(b)) => Some(us(b.saturating_sub(a))),
             _ => None,
         };
-        // Threads started during the phase count from zero; those gone by its end are in
-        // `other` (the difference to the process total).
+        // Threads started during the phase count from zero; those gone by its end, and
+        // what each thread's count rounds down (10 ms per thread: in a short run that is
+        // all of a thread that used less), are in `other`: the difference to the process
+        // total, which the kernel counts finer.
         let mut threads: Vec<(&'static str, f64)> = Vec::new();
         let mut counted = 0;
         for (tid, name, ticks) in &now.threads {
