@@ -201,12 +201,7 @@ fn the_order_line_index_survives_a_restart() {
     let clock = clock();
     {
         let tickets = Tickets::new(open_store(dir.path(), &clock)).unwrap();
-        tickets
-            .handle(submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")))
-            .unwrap();
-        tickets
-            .handle(submit("jd:1", refund(), Some("m2")))
-            .unwrap();
+        open_and_refund(&tickets);
         let refused = tickets
             .handle(submit("jd:2", open_cmd("jd:2", "l-1"), Some("m3")))
             .unwrap_err();
