@@ -193,8 +193,29 @@ pub(crate) fn stream_entries(
     from_version: Version,
 ) -> Result<Vec<StreamEntry>, StoreError> {
     let (chunk, _) = keys::chunk_of(from_version.max(1));
-    let range = keys::chunk_key(stream, chunk)..=keys::chunk_key(stream, u64::MAX);
+    // Most streams fit in one chunk and a new ticket's has none: one point read answers
+    // unless the chunk is full, and costs far less than a range scan (BENCHMARKS.md).
+    let first_key = keys::chunk_key(stream, chunk);
+    let first = db
+        .get(&first_key)
+        .map_err(StoreError::storage("read the stream index"))?;
     let mut out = Vec::new();
+    let next = match first {
+        None => return Ok(out),
+        Some(value) => {
+            let full = value.len() == keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
+            out.extend(
+                parse_chunk(stream, &first_key, &value)?
+                    .into_iter()
+                    .filter(|e| e.version >= from_version),
+            );
+            if !full {
+                return Ok(out);
+            }
+            chunk + 1
+        }
+    };
+    let range = keys::chunk_key(stream, next)..=keys::chunk_key(stream, u64::MAX);
     for item in db.range(range) {
         let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
         out.extend(

@@ -64,6 +64,61 @@ fn streams_read_forward_and_backward_with_limits() {
     assert_eq!(store.read_stream(&s, 1, 100).unwrap().len(), 5);
 }
 
+/// The index keeps 32 entries per chunk, and a read looks at the first chunk alone
+/// unless it is full: streams ending on, just past and well past a chunk's end read back
+/// whole, from any version, after a reopen (nothing cached), and append where they end.
+#[test]
+fn streams_across_index_chunk_boundaries_read_whole_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let lengths = [31u64, 32, 33, 64, 70];
+    {
+        let store = open(dir.path());
+        for n in lengths {
+            let s = sid(&format!("long-{n}"));
+            for i in 1..=n {
+                store
+                    .append(
+                        &s,
+                        ExpectedVersion::Exact(i - 1),
+                        vec![ev(&format!("{n}-{i}"))],
+                    )
+                    .unwrap();
+            }
+        }
+        store.close().unwrap();
+    }
+    let store = open(dir.path());
+    for n in lengths {
+        let s = sid(&format!("long-{n}"));
+        for from in [1, 31, 32, 33, 64, 65, n, n + 1] {
+            let got: Vec<u64> = store
+                .read_stream(&s, from, usize::MAX)
+                .unwrap()
+                .iter()
+                .map(|e| e.version)
+                .collect();
+            let want: Vec<u64> = (from.min(n + 1)..=n).collect();
+            assert_eq!(got, want, "stream of {n} from {from}");
+        }
+        let last = store.read_stream(&s, n, 1).unwrap();
+        assert_eq!(last[0].id, id(&format!("{n}-{n}")));
+        // The writer, reading the index afresh, knows where the stream ends.
+        match store.append(&s, ExpectedVersion::Exact(n - 1), vec![ev("late")]) {
+            Err(StoreError::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, n),
+            other => panic!("stream of {n}: {other:?}"),
+        }
+        let next = store
+            .append(
+                &s,
+                ExpectedVersion::Exact(n),
+                vec![ev(&format!("{n}-next"))],
+            )
+            .unwrap();
+        assert_eq!(next.stream_version, n + 1);
+    }
+    assert!(store.read_stream(&sid("never"), 1, 10).unwrap().is_empty());
+}
+
 #[test]
 fn the_global_log_reads_in_pages_and_by_id_in_a_stream() {
     let dir = tempfile::tempdir().unwrap();
