@@ -62,7 +62,8 @@ pub struct IngestConfig {
     /// Threads applying messages; messages of one ticket always go to the same one, in
     /// order. Each takes the messages waiting for it (up to 64) and appends them in one
     /// store request, so a few threads with full batches beat many with one message
-    /// each: 16 measured best on 2 cores (BENCHMARKS.md, "Ingest batches").
+    /// each: 8 measured best on 2 cores once huge pages were off (BENCHMARKS.md,
+    /// "Huge pages"; 16 before, "Ingest batches").
     pub workers: usize,
     /// How long the server waits for an ack before delivering again.
     pub ack_wait_secs: u64,
@@ -89,7 +90,7 @@ impl Default for IngestConfig {
             deadletter_prefix: "aftersales.deadletter".into(),
             consumer: "aftersales-ingest".into(),
             max_in_flight: 1024,
-            workers: 16,
+            workers: 8,
             ack_wait_secs: 30,
             park_window_secs: 600,
             max_deliver: 20,
