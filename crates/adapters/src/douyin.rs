@@ -65,8 +65,8 @@ struct AftersaleData {
     status_deadline: Option<u64>,
 }
 
-pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
-    let push: Push = flex::typed(v)?;
+pub(crate) fn translate(item: flex::Item<'_>) -> Result<Vec<Message>, Unusable> {
+    let push: Push = flex::typed(item)?;
     if !KNOWN.contains(&push.tag.as_str()) {
         return Err(Unusable::UnknownTopic {
             platform: Platform::Douyin,

@@ -75,6 +75,10 @@ fn kind(v: &Value) -> &'static str {
 pub fn embedded<T: DeserializeOwned>(field: &'static str, v: Value) -> Result<T, Unusable> {
     let v = match v {
         Value::String(text) => {
+            // Straight into `T` when it fits; otherwise through a `Value`, which says why.
+            if let Ok(t) = serde_json::from_str(strip_bom(&text)) {
+                return Ok(t);
+            }
             serde_json::from_str::<Value>(strip_bom(&text)).map_err(|e| Unusable::Malformed {
                 detail: format!("`{field}` is a string but not JSON: {e}"),
             })?
@@ -90,9 +94,14 @@ pub fn strip_bom(s: &str) -> &str {
     s.strip_prefix('\u{feff}').unwrap_or(s)
 }
 
+/// A body without its UTF-8 byte-order mark, if it had one.
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)
+}
+
 /// Parses a body: UTF-8 (a byte-order mark is skipped) holding JSON.
 pub fn body(bytes: &[u8]) -> Result<Value, Unusable> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let bytes = without_bom(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Unusable::NotJson {
             detail: "the body is empty".into(),
@@ -103,8 +112,25 @@ pub fn body(bytes: &[u8]) -> Result<Value, Unusable> {
     })
 }
 
-/// Reads a whole value into a platform's parsing type, naming the message in errors.
-pub fn typed<T: DeserializeOwned>(v: Value) -> Result<T, Unusable> {
+/// One message to translate: an element of a batch, already parsed, or a whole body.
+pub enum Item<'a> {
+    Value(Value),
+    /// A body holding one object (no byte-order mark).
+    Bytes(&'a [u8]),
+}
+
+/// Reads a message into a platform's parsing type, naming the message in errors. A body
+/// is parsed straight into the type, without building a `Value` first (the JSON parsing
+/// was a tenth of the ingest's CPU); one that does not fit goes the way a batch element
+/// does, so a bad message is answered in the same words either way.
+pub fn typed<T: DeserializeOwned>(item: Item<'_>) -> Result<T, Unusable> {
+    let v = match item {
+        Item::Value(v) => v,
+        Item::Bytes(bytes) => match serde_json::from_slice(bytes) {
+            Ok(t) => return Ok(t),
+            Err(_) => body(bytes)?,
+        },
+    };
     serde_json::from_value(v).map_err(|e| Unusable::Malformed {
         detail: e.to_string(),
     })

@@ -16,7 +16,6 @@
 use aftersales_ticket::{Actor, Command, Platform, TicketId};
 use chrono::DateTime;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::flex;
 use crate::{IfRefused, Message, Unusable};
@@ -32,8 +31,11 @@ struct GenericMessage {
     command: Command,
 }
 
-pub(crate) fn translate(platform: &Platform, v: Value) -> Result<Vec<Message>, Unusable> {
-    let m: GenericMessage = flex::typed(v)?;
+pub(crate) fn translate(
+    platform: &Platform,
+    item: flex::Item<'_>,
+) -> Result<Vec<Message>, Unusable> {
+    let m: GenericMessage = flex::typed(item)?;
     let at = DateTime::parse_from_rfc3339(m.at.trim()).map_err(|e| Unusable::BadValue {
         field: "at",
         detail: format!("`{}` is not RFC 3339 with an offset: {e}", m.at),

@@ -51,8 +51,8 @@ struct ServiceOrderStatus {
     msgId: Option<String>,
 }
 
-pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
-    let s: ServiceOrderStatus = flex::typed(v)?;
+pub(crate) fn translate(item: flex::Item<'_>) -> Result<Vec<Message>, Unusable> {
+    let s: ServiceOrderStatus = flex::typed(item)?;
     let (at, time_text) = match &s.updateTime {
         Value::String(t) => (flex::china_time("updateTime", t)?, t.trim().to_owned()),
         Value::Number(n) => {

@@ -50,8 +50,8 @@ struct RefundInfo {
     updateTime: Option<u64>,
 }
 
-pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
-    let env: Envelope = flex::typed(v)?;
+pub(crate) fn translate(item: flex::Item<'_>) -> Result<Vec<Message>, Unusable> {
+    let env: Envelope = flex::typed(item)?;
     let add = match env.event.as_str() {
         "kwaishop_aftersales_addRefund" => true,
         "kwaishop_aftersales_updateRefund" => false,

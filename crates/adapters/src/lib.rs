@@ -99,6 +99,11 @@ impl Unusable {
 /// must be usable, or the whole body is refused (it is dead-lettered whole and replayed
 /// whole, so nothing of it is half-applied).
 pub fn translate(platform: &Platform, body: &[u8]) -> Result<Vec<Message>, Unusable> {
+    let body = flex::without_bom(body);
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        // One message, the usual case: parsed straight into the platform's types.
+        return translate_one(platform, flex::Item::Bytes(body));
+    }
     let value = flex::body(body)?;
     let items = match value {
         Value::Array(items) if items.is_empty() => {
@@ -111,19 +116,19 @@ pub fn translate(platform: &Platform, body: &[u8]) -> Result<Vec<Message>, Unusa
     };
     let mut out = Vec::new();
     for item in items {
-        out.extend(translate_one(platform, item)?);
+        out.extend(translate_one(platform, flex::Item::Value(item))?);
     }
     Ok(out)
 }
 
-fn translate_one(platform: &Platform, v: Value) -> Result<Vec<Message>, Unusable> {
+fn translate_one(platform: &Platform, item: flex::Item<'_>) -> Result<Vec<Message>, Unusable> {
     match platform {
-        Platform::Tmall => tmall::translate(v),
-        Platform::Jd => jd::translate(v),
-        Platform::Pdd => pdd::translate(v),
-        Platform::Kuaishou => kuaishou::translate(v),
-        Platform::Douyin => douyin::translate(v),
-        Platform::Other(_) => generic::translate(platform, v),
+        Platform::Tmall => tmall::translate(item),
+        Platform::Jd => jd::translate(item),
+        Platform::Pdd => pdd::translate(item),
+        Platform::Kuaishou => kuaishou::translate(item),
+        Platform::Douyin => douyin::translate(item),
+        Platform::Other(_) => generic::translate(platform, item),
     }
 }
 

@@ -44,8 +44,8 @@ struct RefundContent {
     after_sales_type: Option<u64>,
 }
 
-pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
-    let push: Push = flex::typed(v)?;
+pub(crate) fn translate(item: flex::Item<'_>) -> Result<Vec<Message>, Unusable> {
+    let push: Push = flex::typed(item)?;
     let kind = push
         .kind
         .strip_prefix("pdd_refund_")

@@ -53,8 +53,8 @@ struct RefundContent {
 
 const PREFIX: &str = "taobao_refund_";
 
-pub(crate) fn translate(v: Value) -> Result<Vec<Message>, Unusable> {
-    let env: Envelope = flex::typed(v)?;
+pub(crate) fn translate(item: flex::Item<'_>) -> Result<Vec<Message>, Unusable> {
+    let env: Envelope = flex::typed(item)?;
     let unknown = || Unusable::UnknownTopic {
         platform: Platform::Tmall,
         topic: env.topic.clone(),
