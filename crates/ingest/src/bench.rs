@@ -115,6 +115,7 @@ impl CpuUse {
 #[derive(Debug, Clone)]
 struct CpuClock {
     own_ticks: u64,
+    /// Each live thread: id, name, CPU nanoseconds.
     threads: Vec<(u64, String, u64)>,
     broker_ticks: Option<u64>,
     busy_ticks: u64,
@@ -126,7 +127,7 @@ impl CpuClock {
         let (busy_ticks, all_ticks) = cpu::machine_ticks()?;
         Some(Self {
             own_ticks: cpu::process_ticks("self")?,
-            threads: cpu::thread_ticks(),
+            threads: cpu::thread_ns(),
             broker_ticks: broker_pid.and_then(|p| cpu::process_ticks(&p.to_string())),
             busy_ticks,
             all_ticks,
@@ -140,28 +141,29 @@ impl CpuClock {
             (Some(a), Some(b)) => Some(us(b.saturating_sub(a))),
             _ => None,
         };
-        // Threads started during the phase count from zero; those gone by its end, and
-        // what each thread's count rounds down (10 ms per thread: in a short run that is
-        // all of a thread that used less), are in `other`: the difference to the process
-        // total, which the kernel counts finer.
+        // Threads started during the phase count from zero; those gone by its end are in
+        // `other`: the difference to the process total.
+        let per_message_ns = |ns: u64| ns as f64 / 1_000.0 / messages.max(1) as f64;
         let mut threads: Vec<(&'static str, f64)> = Vec::new();
-        let mut counted = 0;
-        for (tid, name, ticks) in &now.threads {
+        let mut counted = 0.0;
+        for (tid, name, ns) in &now.threads {
             let before = self
                 .threads
                 .iter()
                 .find(|(t, _, _)| t == tid)
                 .map_or(0, |(_, _, b)| *b);
-            let spent = ticks.saturating_sub(before);
+            let spent = per_message_ns(ns.saturating_sub(before));
             counted += spent;
             let kind = thread_kind(name);
             match threads.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, total)) => *total += us(spent),
-                None => threads.push((kind, us(spent))),
+                Some((_, total)) => *total += spent,
+                None => threads.push((kind, spent)),
             }
         }
         let own = now.own_ticks.saturating_sub(self.own_ticks);
-        let rest = us(own.saturating_sub(counted));
+        // The process total is in ticks (10 ms, over all threads): it can fall a little
+        // short of the threads' sum.
+        let rest = (us(own) - counted).max(0.0);
         match threads.iter_mut().find(|(k, _)| *k == "other") {
             Some((_, total)) => *total += rest,
             None => threads.push(("other", rest)),

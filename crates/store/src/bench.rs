@@ -42,20 +42,31 @@ pub mod cpu {
         Some(utime + stime)
     }
 
-    /// User + system ticks of each live thread of this process, by thread id, with the
-    /// thread's name (the kernel keeps 15 bytes of it).
-    pub fn thread_ticks() -> Vec<(u64, String, u64)> {
+    /// CPU time of each live thread of this process in nanoseconds, by thread id, with the
+    /// thread's name (the kernel keeps 15 bytes of it). From the scheduler's own count
+    /// (/proc/<tid>/schedstat): per-thread ticks are rounded down to 10 ms each, which in
+    /// a phase of a few seconds hid whole threads' work.
+    pub fn thread_ns() -> Vec<(u64, String, u64)> {
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
             return Vec::new();
         };
         tasks
             .filter_map(|t| {
                 let tid = t.ok()?.file_name().to_str()?.to_owned();
-                let ticks = process_ticks(&format!("self/task/{tid}"))?;
+                let ns = thread_cpu_ns(&format!("self/task/{tid}"))?;
                 let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
-                Some((tid.parse().ok()?, name.trim_end().to_owned(), ticks))
+                Some((tid.parse().ok()?, name.trim_end().to_owned(), ns))
             })
             .collect()
+    }
+
+    /// Nanoseconds a thread (`"thread-self"` or `"self/task/<tid>"`) has run: the first
+    /// field of its schedstat, or its ticks where the kernel keeps no schedstat.
+    pub fn thread_cpu_ns(task: &str) -> Option<u64> {
+        match std::fs::read_to_string(format!("/proc/{task}/schedstat")) {
+            Ok(stat) => stat.split_whitespace().next()?.parse().ok(),
+            Err(_) => process_ticks(task).map(|t| t * (TICK_US as u64) * 1_000),
+        }
     }
 
     /// Busy and total ticks of all the machine's CPUs (first line of /proc/stat:
@@ -112,9 +123,16 @@ pub mod cpu {
             assert!(busy1 - busy0 >= 3, "the machine's busy ticks did not move");
             assert!(busy1 - busy0 <= all1 - all0);
             assert!(process_ticks("999999999").is_none(), "no such process");
-            let threads = thread_ticks();
+            // The scheduler's count of this thread is at least what its ticks say.
+            let ns = thread_cpu_ns("thread-self").unwrap();
             assert!(
-                threads.iter().any(|(_, _, t)| *t >= mine),
+                ns >= (mine - mine0) * (TICK_US as u64) * 1_000,
+                "{ns} ns against {} ticks",
+                mine - mine0
+            );
+            let threads = thread_ns();
+            assert!(
+                threads.iter().any(|(_, _, t)| *t >= ns),
                 "this thread is missing: {threads:?}"
             );
         }
