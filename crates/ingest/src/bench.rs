@@ -143,7 +143,7 @@ impl CpuClock {
         };
         // Threads started during the phase count from zero; those gone by its end are in
         // `other`: the difference to the process total.
-        let per_message_ns = |ns: u64| ns as f64 / 1_000.0 / messages.max(1) as f64;
+        let ns_as_us_per_message = |ns: u64| ns as f64 / 1_000.0 / messages.max(1) as f64;
         let mut threads: Vec<(&'static str, f64)> = Vec::new();
         let mut counted = 0.0;
         for (tid, name, ns) in &now.threads {
@@ -152,7 +152,7 @@ impl CpuClock {
                 .iter()
                 .find(|(t, _, _)| t == tid)
                 .map_or(0, |(_, _, b)| *b);
-            let spent = per_message_ns(ns.saturating_sub(before));
+            let spent = ns_as_us_per_message(ns.saturating_sub(before));
             counted += spent;
             let kind = thread_kind(name);
             match threads.iter_mut().find(|(k, _)| *k == kind) {
