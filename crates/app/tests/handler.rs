@@ -418,3 +418,68 @@ fn handle_many_answers_each_as_handle_would_in_one_flush_and_keeps_a_tickets_ord
         Some(State::AwaitingReturn)
     );
 }
+
+/// In a batch, an opening of a ticket the handler has not folded is decided without
+/// reading its stream; when the stream was not empty (the store finds the ids stored, or
+/// the version is not `NoStream`), or the empty ticket refuses it, it is answered as
+/// `handle` would: a redelivery with the stored events, another opening refused.
+#[test]
+fn handle_many_opens_unread_tickets_and_answers_existing_ones_from_their_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), &clock());
+    {
+        let tickets = Tickets::new(store.clone()).unwrap();
+        open_and_refund(&tickets);
+        tickets
+            .handle(submit("jd:3", open_cmd("jd:3", "l-3"), Some("m4")))
+            .unwrap();
+    }
+
+    // After a restart: nothing folded.
+    let tickets = Tickets::new(store.clone()).unwrap();
+    let outcomes = tickets.handle_many(vec![
+        // Its line is refunded (by itself): an unopened ticket would refuse it.
+        submit("jd:1", open_cmd("jd:1", "l-1"), Some("m1")),
+        // Decided again as new; the store finds its id.
+        submit("jd:3", open_cmd("jd:3", "l-3"), Some("m4")),
+        submit("jd:2", open_cmd("jd:2", "l-2"), Some("m3")),
+    ]);
+    for (outcome, position) in outcomes.iter().zip([1, 3]) {
+        let Ok(Handled::Duplicate { events }) = outcome else {
+            panic!("expected a redelivered opening to be a duplicate: {outcome:?}")
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].position, position);
+        assert!(
+            events[0].envelope.recorded_at.is_some(),
+            "the stored event, read back, not the one decided again"
+        );
+    }
+    assert!(matches!(&outcomes[2], Ok(Handled::Applied { events, .. }) if events[0].position == 4));
+    assert_eq!(store.head_position(), 4);
+
+    let tickets = Tickets::new(store.clone()).unwrap();
+    let outcomes = tickets.handle_many(vec![
+        submit("jd:3", open_cmd("jd:3", "l-3"), Some("m9")),
+        // Refused by the unopened ticket (its line is refunded), and by the real one too,
+        // for what it is: opened already.
+        submit("jd:1", open_cmd("jd:1", "l-1"), Some("m8")),
+    ]);
+    for outcome in &outcomes {
+        assert!(
+            matches!(
+                outcome,
+                Err(HandleError::Rejected {
+                    rejection: Rejection::AlreadyOpened { .. },
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(store.head_position(), 4, "nothing was written");
+    assert_eq!(
+        tickets.load(&id("jd:3")).unwrap().state(),
+        Some(State::PendingReview)
+    );
+}
