@@ -240,7 +240,7 @@ impl Tickets {
     /// submission, in order, each what [`Tickets::handle`] would have answered. Commands
     /// for one ticket are applied in their order: a ticket met again in the batch is
     /// handled after the batch, one by one. An opening of a ticket not folded here is
-    /// decided without reading its stream ([`Read::NotForAnOpening`]).
+    /// decided without reading its stream; the store tells when it should have been.
     pub fn handle_many(&self, subs: Vec<Submission>) -> Vec<Result<Handled, HandleError>> {
         let mut outcomes: Vec<Option<Result<Handled, HandleError>>> =
             subs.iter().map(|_| None).collect();
