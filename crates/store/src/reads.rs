@@ -193,36 +193,28 @@ pub(crate) fn stream_entries(
     from_version: Version,
 ) -> Result<Vec<StreamEntry>, StoreError> {
     let (chunk, _) = keys::chunk_of(from_version.max(1));
+    let from = |key: &[u8], value: &[u8]| -> Result<Vec<StreamEntry>, StoreError> {
+        let mut entries = parse_chunk(stream, key, value)?;
+        entries.retain(|e| e.version >= from_version);
+        Ok(entries)
+    };
     // Most streams fit in one chunk and a new ticket's has none: one point read answers
     // unless the chunk is full, and costs far less than a range scan (BENCHMARKS.md).
     let first_key = keys::chunk_key(stream, chunk);
-    let first = db
+    let mut out = match db
         .get(&first_key)
-        .map_err(StoreError::storage("read the stream index"))?;
-    let mut out = Vec::new();
-    let next = match first {
-        None => return Ok(out),
-        Some(value) => {
-            let full = value.len() == keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
-            out.extend(
-                parse_chunk(stream, &first_key, &value)?
-                    .into_iter()
-                    .filter(|e| e.version >= from_version),
-            );
-            if !full {
-                return Ok(out);
-            }
-            chunk + 1
+        .map_err(StoreError::storage("read the stream index"))?
+    {
+        None => return Ok(Vec::new()),
+        Some(value) if value.len() < keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN => {
+            return from(&first_key, &value)
         }
+        Some(full) => from(&first_key, &full)?,
     };
-    let range = keys::chunk_key(stream, next)..=keys::chunk_key(stream, u64::MAX);
+    let range = keys::chunk_key(stream, chunk + 1)..=keys::chunk_key(stream, u64::MAX);
     for item in db.range(range) {
         let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-        out.extend(
-            parse_chunk(stream, &key, &value)?
-                .into_iter()
-                .filter(|e| e.version >= from_version),
-        );
+        out.extend(from(&key, &value)?);
     }
     Ok(out)
 }
