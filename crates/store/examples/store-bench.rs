@@ -3,6 +3,10 @@
 
 use aftersales_store::bench::{self, BenchConfig};
 
+// The service's allocator (`aftersales bench store` runs with it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut config = BenchConfig::full();
     let mut args = std::env::args().skip(1);
