@@ -275,7 +275,7 @@ pub fn bench_ingest(
          then {} live at {:.0}/s",
         report.messages, b.live_messages, report.live_per_s
     );
-    let row = |label: &str, value: String| println!("{label:<44} {value:>12}");
+    let row = |label: &str, value: String| println!("{label:<46} {value:>12}");
     let rate = |r: f64| format!("{r:.0}/s");
     row(
         "publish, confirmed by the broker",
@@ -298,6 +298,14 @@ pub fn bench_ingest(
         "publish -> durable append p99",
         format!("{:.1} ms", report.p99_ms),
     );
+    row(
+        &format!("follow-ups on existing tickets ({})", report.follow_ups),
+        rate(report.follow_up_per_s),
+    );
+    row(
+        "follow-ups: ratio to raw JetStream",
+        format!("{:.2}", report.follow_up_ratio()),
+    );
     row("events stored", report.events_stored.to_string());
     row(
         "events per flush, backlog",
@@ -319,7 +327,11 @@ pub fn bench_ingest(
     if let Some(us) = report.sled_cpu_us {
         row("bare sled: CPU us/record", format!("{us:.1}"));
     }
-    for (phase, cpu) in [("raw", &report.raw_cpu), ("ingest", &report.ingest_cpu)] {
+    for (phase, cpu) in [
+        ("raw", &report.raw_cpu),
+        ("ingest", &report.ingest_cpu),
+        ("follow-ups", &report.follow_up_cpu),
+    ] {
         let Some(cpu) = cpu else { continue };
         let broker = cpu
             .broker_us
@@ -328,7 +340,7 @@ pub fn bench_ingest(
             &format!("{phase}: CPU us/message, ours + broker"),
             format!("{:.1} + {broker}", cpu.own_us),
         );
-        if phase == "ingest" {
+        if phase != "raw" {
             for (what, us) in &cpu.threads {
                 row(&format!("  of ours: {what}"), format!("{us:.1}"));
             }

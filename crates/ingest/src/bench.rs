@@ -1,6 +1,8 @@
 //! The ingest benchmark: messages/s through adapters, decide and durable append, next to a
 //! raw JetStream consume + ack loop over the same stream in the same run, and the
-//! publish → durable-append latency under a steady live load.
+//! publish → durable-append latency under a steady live load; then a backlog of
+//! follow-up messages on the tickets the first backlog opened, which take the path of an
+//! existing ticket (its stream read or its folded state reused, an expected version).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +26,9 @@ pub struct BenchConfig {
     pub live_messages: usize,
     /// The live publish rate as a share of the measured ingest rate.
     pub live_load: f64,
+    /// Follow-up messages (the merchant agrees) on the first tickets of the backlog,
+    /// published as a second backlog once the live phase is over.
+    pub follow_ups: usize,
     /// The broker's process, when the benchmark started it: its CPU time is counted too.
     pub broker_pid: Option<u32>,
 }
@@ -34,6 +39,7 @@ impl BenchConfig {
             messages: 50_000,
             live_messages: 20_000,
             live_load: 0.5,
+            follow_ups: 20_000,
             broker_pid: None,
         }
     }
@@ -42,6 +48,7 @@ impl BenchConfig {
             messages: 3_000,
             live_messages: 1_000,
             live_load: 0.5,
+            follow_ups: 1_000,
             broker_pid: None,
         }
     }
@@ -70,6 +77,10 @@ pub struct BenchReport {
     /// CPU spent on the raw loop's and the ingest's backlog (None where /proc is missing).
     pub raw_cpu: Option<CpuUse>,
     pub ingest_cpu: Option<CpuUse>,
+    /// Follow-ups ingested, their rate and CPU (the ingest restarted on the same store).
+    pub follow_ups: usize,
+    pub follow_up_per_s: f64,
+    pub follow_up_cpu: Option<CpuUse>,
 }
 
 /// The CPU one phase took, per message: both phases run on the same cores, so a phase
@@ -184,6 +195,11 @@ impl BenchReport {
     pub fn ratio(&self) -> f64 {
         self.ingest_per_s / self.raw_per_s
     }
+
+    /// Follow-ups on existing tickets against the same raw consume + ack.
+    pub fn follow_up_ratio(&self) -> f64 {
+        self.follow_up_per_s / self.raw_per_s
+    }
 }
 
 /// A Taobao refund-created message for ticket `n`: the common first message of a ticket.
@@ -198,7 +214,25 @@ pub fn sample(n: usize) -> Bytes {
     )
 }
 
-/// Publishes `sample(n)` for every `n` of `range`, one every `gap` if given, and returns
+/// The Taobao message of the merchant agreeing to the refund of ticket `n` (opened by
+/// `sample(n)`): a command on an existing ticket, in the same envelope and of about the
+/// same size.
+pub fn follow_up(n: usize) -> Bytes {
+    let content = serde_json::json!({
+        "refund_id": 100_000_000 + n, "tid": 36_000 + n, "oid": 37_000 + n,
+        "refund_fee": "59.90", "modified": "2026-11-20 11:00:00", "bill_type": "return_bill",
+    });
+    Bytes::from(
+        serde_json::json!({
+            "topic": "taobao_refund_RefundSellerAgreeAgreement",
+            "id": 1_000_000_000 + n,
+            "content": content.to_string(),
+        })
+        .to_string(),
+    )
+}
+
+/// Publishes `message(n)` for every `n` of `range`, one every `gap` if given, and returns
 /// once the broker confirmed them all. Confirmations are awaited 1,024 at a time: the
 /// client allows 5,000 unconfirmed publishes, and holding more blocks `publish`.
 async fn publish_all(
@@ -206,6 +240,7 @@ async fn publish_all(
     subject: &str,
     range: std::ops::Range<usize>,
     gap: Option<Duration>,
+    message: fn(usize) -> Bytes,
 ) -> Result<(), IngestError> {
     let nats = |e: &dyn std::fmt::Display| IngestError::Nats(e.to_string());
     let started = Instant::now();
@@ -218,7 +253,7 @@ async fn publish_all(
             }
         }
         acks.push(
-            js.publish(subject.to_owned(), sample(n))
+            js.publish(subject.to_owned(), message(n))
                 .await
                 .map_err(|e| nats(&e))?,
         );
@@ -248,7 +283,7 @@ pub async fn run(
     let subject = format!("{}.tmall", cfg.subject_prefix);
     progress(&format!("publishing {} messages", bench.messages));
     let started = Instant::now();
-    publish_all(&js, &subject, 0..bench.messages, None).await?;
+    publish_all(&js, &subject, 0..bench.messages, None, sample).await?;
     let publish_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
 
     progress("raw JetStream consume + ack");
@@ -302,7 +337,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let ingest_clock = CpuClock::read(bench.broker_pid);
-    let task = tokio::spawn(ingest.run(client, async {
+    let task = tokio::spawn(ingest.run(client.clone(), async {
         let _ = stop_rx.await;
     }));
     let total = bench.messages as u64;
@@ -322,13 +357,58 @@ pub async fn run(
     ));
     let gap = Duration::from_secs_f64(1.0 / live_per_s);
     let first = bench.messages;
-    publish_all(&js, &subject, first..first + bench.live_messages, Some(gap)).await?;
+    publish_all(
+        &js,
+        &subject,
+        first..first + bench.live_messages,
+        Some(gap),
+        sample,
+    )
+    .await?;
     let all = total + bench.live_messages as u64;
     while stats.settled() < all {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = stop_tx.send(());
     task.await.map_err(|e| IngestError::Nats(e.to_string()))??;
+    let dead_lettered = stats.dead_lettered.load(Ordering::Relaxed);
+
+    let follow_ups = bench.follow_ups.min(bench.messages);
+    progress(&format!(
+        "follow-ups: {follow_ups} merchant approvals of tickets opened above, as a backlog"
+    ));
+    publish_all(&js, &subject, 0..follow_ups, None, follow_up).await?;
+    let before = tickets.store().head_position();
+    let ingest = Ingest::new(cfg.clone(), tickets.clone(), Arc::new(SystemClock));
+    let follow_stats = ingest.stats();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let follow_clock = CpuClock::read(bench.broker_pid);
+    let task = tokio::spawn(ingest.run(client, async {
+        let _ = stop_rx.await;
+    }));
+    while follow_stats.settled() < follow_ups as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let follow_up_per_s = follow_ups as f64 / started.elapsed().as_secs_f64();
+    let follow_up_cpu = follow_clock
+        .zip(CpuClock::read(bench.broker_pid))
+        .map(|(a, b)| a.since(&b, follow_ups));
+    let _ = stop_tx.send(());
+    task.await.map_err(|e| IngestError::Nats(e.to_string()))??;
+    let dead_lettered = dead_lettered + follow_stats.dead_lettered.load(Ordering::Relaxed);
+    if dead_lettered > 0 {
+        return Err(IngestError::Nats(format!(
+            "{dead_lettered} benchmark messages were dead-lettered"
+        )));
+    }
+    // Each approval is one event: a follow-up that did nothing would not count.
+    let follow_up_events = tickets.store().head_position() - before;
+    if follow_up_events != follow_ups as u64 {
+        return Err(IngestError::Nats(format!(
+            "{follow_ups} follow-ups stored {follow_up_events} events"
+        )));
+    }
     progress("the store alone and bare sled, same record size");
     let record_bytes = tickets
         .store()
@@ -364,12 +444,6 @@ pub async fn run(
             lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0
         }
     };
-    if stats.dead_lettered.load(Ordering::Relaxed) > 0 {
-        return Err(IngestError::Nats(format!(
-            "{} benchmark messages were dead-lettered",
-            stats.dead_lettered.load(Ordering::Relaxed)
-        )));
-    }
     Ok(BenchReport {
         messages: bench.messages,
         publish_per_s,
@@ -385,6 +459,9 @@ pub async fn run(
         sled_cpu_us,
         raw_cpu,
         ingest_cpu,
+        follow_ups,
+        follow_up_per_s,
+        follow_up_cpu,
     })
 }
 
