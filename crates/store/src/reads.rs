@@ -67,8 +67,11 @@ pub(crate) fn read_record_in(
         return Ok(None);
     };
     let index = usize::try_from(position - first).unwrap_or(usize::MAX);
-    split_page(first, &page)?
-        .get(index)
+    record::page_record(&page, index)
+        .map_err(|e| StoreError::CorruptRecord {
+            position: first,
+            reason: e.to_string(),
+        })?
         .map(|bytes| decode_at(position, bytes))
         .transpose()
 }

@@ -172,6 +172,24 @@ pub(crate) fn page_records(page: &[u8]) -> Result<Vec<&[u8]>, RecordError> {
     Ok(out)
 }
 
+/// The bytes of the `index`-th record of a page (not decoded yet), or `None` when the page
+/// ends before it. Only the records before it are walked, by their lengths: a read of one
+/// event had split the whole page (an ingest group's page holds 100–200 records), 13 % of
+/// the workers' time on messages for existing tickets.
+pub(crate) fn page_record(page: &[u8], index: usize) -> Result<Option<&[u8]>, RecordError> {
+    let mut rest = page;
+    for _ in 0..index {
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        rest = &rest[record_len(rest)?..];
+    }
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(&rest[..record_len(rest)?]))
+}
+
 /// Decodes and hash-checks a record.
 pub(crate) fn decode(buf: &[u8]) -> Result<Decoded, RecordError> {
     let mut r = Reader { buf, at: 0 };
@@ -298,7 +316,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_record_is_found_in_its_page_by_index() {
+        let (a, _) = sample(b"first");
+        let (b, _) = sample(b"the second, longer");
+        let (c, _) = sample(b"third");
+        let page = [a.clone(), b.clone(), c.clone()].concat();
+        for (i, want) in [&a, &b, &c].into_iter().enumerate() {
+            assert_eq!(page_record(&page, i).unwrap(), Some(want.as_slice()));
+        }
+        assert_eq!(page_record(&page, 3).unwrap(), None);
+        assert_eq!(page_record(&[], 0).unwrap(), None);
+        // A record cut short is an error, not a shorter record.
+        let cut = &page[..a.len() + b.len() - 1];
+        assert!(page_record(cut, 1).is_err());
+        assert!(page_record(cut, 2).is_err());
+        assert_eq!(page_record(cut, 0).unwrap(), Some(a.as_slice()));
+    }
+
     proptest! {
+        #[test]
+        fn page_record_agrees_with_the_split(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),
+            index in 0usize..10,
+        ) {
+            let records: Vec<Vec<u8>> = payloads.iter().map(|p| sample(p).0).collect();
+            let page = records.concat();
+            let split = page_records(&page).unwrap();
+            prop_assert_eq!(page_record(&page, index).unwrap(), split.get(index).copied());
+        }
+
+        #[test]
+        fn page_record_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            index in 0usize..4,
+        ) {
+            let _ = page_record(&bytes, index);
+        }
+
         #[test]
         fn page_split_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = page_records(&bytes);
