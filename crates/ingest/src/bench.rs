@@ -321,7 +321,7 @@ pub async fn run(
         }
     }
     let raw_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
-    let raw_cpu = cpu_since(raw_clock, bench);
+    let raw_cpu = cpu_since(raw_clock, bench, bench.messages);
     drop(stream);
 
     progress("ingest: adapters, decide, durable append, ack");
@@ -345,7 +345,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ingest_per_s = bench.messages as f64 / started.elapsed().as_secs_f64();
-    let ingest_cpu = cpu_since(ingest_clock, bench);
+    let ingest_cpu = cpu_since(ingest_clock, bench, bench.messages);
     let backlog_events = tickets.store().head_position();
     let events_per_flush = backlog_events as f64 / tickets.store().flushes().max(1) as f64;
     stats.latencies_us.lock().expect("not poisoned").clear();
@@ -391,9 +391,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let follow_up_per_s = follow_ups as f64 / started.elapsed().as_secs_f64();
-    let follow_up_cpu = follow_clock
-        .zip(CpuClock::read(bench.broker_pid))
-        .map(|(a, b)| a.since(&b, follow_ups));
+    let follow_up_cpu = cpu_since(follow_clock, bench, follow_ups);
     let _ = stop_tx.send(());
     task.await.map_err(|e| IngestError::Nats(e.to_string()))??;
     let dead_lettered = dead_lettered + follow_stats.dead_lettered.load(Ordering::Relaxed);
@@ -465,7 +463,8 @@ pub async fn run(
     })
 }
 
-fn cpu_since(start: Option<CpuClock>, bench: &BenchConfig) -> Option<CpuUse> {
+/// What a phase that began at `start` spent on its `messages` messages.
+fn cpu_since(start: Option<CpuClock>, bench: &BenchConfig, messages: usize) -> Option<CpuUse> {
     let now = CpuClock::read(bench.broker_pid)?;
-    Some(start?.since(&now, bench.messages))
+    Some(start?.since(&now, messages))
 }

@@ -43,10 +43,15 @@ pub(crate) fn page_at(
 
 /// The records' bytes of the page starting at `first`.
 fn split_page(first: Position, page: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
-    record::page_records(page).map_err(|e| StoreError::CorruptRecord {
+    record::page_records(page).map_err(page_error(first))
+}
+
+/// A page that does not split into records, reported at its first position.
+fn page_error(first: Position) -> impl Fn(record::RecordError) -> StoreError {
+    move |e| StoreError::CorruptRecord {
         position: first,
         reason: e.to_string(),
-    })
+    }
 }
 
 /// The records of a page, decoded, checked to hold positions `first, first + 1, …`.
@@ -68,10 +73,7 @@ pub(crate) fn read_record_in(
     };
     let index = usize::try_from(position - first).unwrap_or(usize::MAX);
     record::page_record(&page, index)
-        .map_err(|e| StoreError::CorruptRecord {
-            position: first,
-            reason: e.to_string(),
-        })?
+        .map_err(page_error(first))?
         .map(|bytes| decode_at(position, bytes))
         .transpose()
 }
