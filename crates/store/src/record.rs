@@ -347,11 +347,33 @@ mod tests {
         }
 
         #[test]
-        fn page_record_never_panics(
-            bytes in proptest::collection::vec(any::<u8>(), 0..400),
-            index in 0usize..4,
+        fn page_record_tiles_any_bytes_from_the_start(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 0..4),
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+            last in 0usize..6,
         ) {
-            let _ = page_record(&bytes, index);
+            // Records, then anything: each record found starts where the one before it
+            // ended; the end of the bytes is `None`, and past a bad record all is an error.
+            let mut bytes: Vec<u8> = payloads.iter().flat_map(|p| sample(p).0).collect();
+            bytes.extend_from_slice(&junk);
+            let mut at = 0;
+            for index in 0..=last {
+                match page_record(&bytes, index) {
+                    Ok(Some(record)) => {
+                        prop_assert_eq!(record, &bytes[at..at + record.len()]);
+                        at += record.len();
+                    }
+                    Ok(None) => {
+                        prop_assert_eq!(at, bytes.len());
+                        prop_assert_eq!(page_record(&bytes, index + 1).ok(), Some(None));
+                        break;
+                    }
+                    Err(_) => {
+                        prop_assert!(page_record(&bytes, index + 1).is_err());
+                        break;
+                    }
+                }
+            }
         }
 
         #[test]
