@@ -278,7 +278,8 @@ pub enum RawWrites {
     /// One insert of the record: the limit group commit is measured against.
     Records,
     /// What the store's format writes (per batch one page holding its records and the
-    /// commit marker, per record an insert of its stream's index chunk): the gap between
+    /// markers; each changed stream index chunk once per generation of the writer's
+    /// overlay, see `crate::overlay`): the gap between
     /// this and the store is the cost of group commit itself, the gap between this and
     /// [`RawWrites::Records`] the cost of the format.
     StoreWrites,
@@ -782,8 +783,9 @@ fn run_raw_case(
     };
     let value = vec![0x5a; record_bytes];
     let ticks_before = cpu::process_ticks("self");
-    // The store's chunks as its writer holds them: (version, current chunk) per stream.
-    let mut chunks: std::collections::HashMap<u64, (u64, Vec<u8>)> = Default::default();
+    // The store's chunks as its writer holds them, and what changed since they were last
+    // inserted (the overlay's fresh generation).
+    let mut chunks = StoreChunks::default();
     let start = Instant::now();
     let deadline = start + length;
     let mut position = 0u64;
@@ -799,15 +801,18 @@ fn run_raw_case(
                 }
                 RawWrites::StoreWrites => {
                     page.extend_from_slice(&value);
-                    store_chunk_write(&db, &mut chunks, position)?;
+                    chunks.add(position)?;
                 }
             }
         }
         if writes == RawWrites::StoreWrites {
             db.insert(keys::log_key(first), page)
                 .map_err(StoreError::storage("insert into bare sled"))?;
+            db.insert(keys::INDEXED_KEY, &keys::position_value(chunks.indexed))
+                .map_err(StoreError::storage("insert into bare sled"))?;
             db.insert(keys::HEAD_KEY, &keys::position_value(position))
                 .map_err(StoreError::storage("insert into bare sled"))?;
+            chunks.maybe_insert(&db, position)?;
         }
         db.flush().map_err(StoreError::storage("flush bare sled"))?;
         if let Some(f) = &data_file {
@@ -832,26 +837,49 @@ fn run_raw_case(
     })
 }
 
-/// The stream index write the store makes for the record at `position`: its stream's
-/// current chunk, with streams shaped like the store case's (100 per writer, one event
-/// per append, so one chunk insert per record).
-fn store_chunk_write(
-    db: &sled::Db,
-    chunks: &mut std::collections::HashMap<u64, (u64, Vec<u8>)>,
-    position: u64,
-) -> Result<(), StoreError> {
-    let n = position % 6400;
-    let stream = StreamId::new(format!("bench-{:02}-{:03}", n % 64, n / 64))?;
-    let (version, chunk) = chunks.entry(n).or_default();
-    *version += 1;
-    if keys::chunk_of(*version).1 == 0 {
-        chunk.clear();
+/// The stream index as the store's writer keeps it, for streams shaped like the store
+/// case's (100 per writer, one event per append): each record's entry goes into its
+/// stream's current chunk in memory, and the changed chunks are inserted once the
+/// writer would freeze its overlay (every `FREEZE_POSITIONS` positions or
+/// `FREEZE_CHUNKS` changed chunks).
+#[derive(Default)]
+struct StoreChunks {
+    /// (version, current chunk) per stream.
+    streams: std::collections::HashMap<u64, (u64, Vec<u8>)>,
+    /// Changed since the last insert: key to bytes.
+    changed: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+    /// Last position whose entries are inserted.
+    indexed: u64,
+}
+
+impl StoreChunks {
+    fn add(&mut self, position: u64) -> Result<(), StoreError> {
+        let n = position % 6400;
+        let stream = StreamId::new(format!("bench-{:02}-{:03}", n % 64, n / 64))?;
+        let (version, chunk) = self.streams.entry(n).or_default();
+        *version += 1;
+        if keys::chunk_of(*version).1 == 0 {
+            chunk.clear();
+        }
+        keys::push_entry(chunk, position, &Uuid::new_v4());
+        self.changed.insert(
+            keys::chunk_key(&stream, keys::chunk_of(*version).0),
+            chunk.clone(),
+        );
+        Ok(())
     }
-    keys::push_entry(chunk, position, &Uuid::new_v4());
-    db.insert(
-        keys::chunk_key(&stream, keys::chunk_of(*version).0),
-        chunk.as_slice(),
-    )
-    .map_err(StoreError::storage("insert into bare sled"))?;
-    Ok(())
+
+    fn maybe_insert(&mut self, db: &sled::Db, position: u64) -> Result<(), StoreError> {
+        if position - self.indexed < crate::writer::FREEZE_POSITIONS
+            && self.changed.len() < crate::writer::FREEZE_CHUNKS
+        {
+            return Ok(());
+        }
+        for (key, bytes) in self.changed.drain() {
+            db.insert(key, bytes)
+                .map_err(StoreError::storage("insert into bare sled"))?;
+        }
+        self.indexed = position;
+        Ok(())
+    }
 }

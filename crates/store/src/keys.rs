@@ -63,8 +63,8 @@ pub const FORMAT_VERSION: u32 = 3;
 pub(crate) const HEAD_KEY: &[u8] = b"Mhead";
 
 /// Key of the index marker, inserted just before each commit marker: the last position
-/// whose stream index entries were inserted when that flush started. The writer inserts
-/// a group's chunks while the group's flush runs, so after a crash the committed pages
+/// whose stream index entries were all in sled when that flush started. The writer keeps
+/// newer chunks in memory ([`crate::overlay`]), so after a crash the committed pages
 /// beyond this position may lack their index entries; open adds them from the pages.
 pub(crate) const INDEXED_KEY: &[u8] = b"Mindexed";
 

@@ -24,8 +24,8 @@
 //!
 //! Module map: [`types`] (vocabulary), [`error`], `keys` (key layout: pages of records,
 //! stream index chunks), `record` (binary encoding), `migrate` (format 1 → 2 on open),
-//! `writer` (append path), `flusher` (group commit, crash repair), `ack`
-//! (waking appenders), `reads`, [`subscription`], [`verify`], `watermark` (the last
+//! `writer` (append path), `overlay` (index chunks not yet in sled), `flusher` (group
+//! commit, crash repair), `ack` (waking appenders), `reads`, [`subscription`], [`verify`], `watermark` (the last
 //! acknowledged position, kept outside sled: a log that lost records refuses to open),
 //! [`bench`](mod@bench).
 
@@ -35,6 +35,7 @@ pub mod error;
 mod flusher;
 mod keys;
 mod migrate;
+mod overlay;
 mod reads;
 mod record;
 mod store;

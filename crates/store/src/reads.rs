@@ -165,23 +165,18 @@ pub(crate) struct StreamEntry {
     pub id: Uuid,
 }
 
-/// The entries of one chunk, with their versions, checked to belong to `stream`.
-pub(crate) fn parse_chunk(
+/// The entries of chunk `number` of `stream`, with their versions.
+pub(crate) fn chunk_entries(
     stream: &StreamId,
-    key: &[u8],
+    number: u64,
     value: &[u8],
 ) -> Result<Vec<StreamEntry>, StoreError> {
-    let bad = |why: &str| StoreError::CorruptIndex {
-        reason: format!("a stream index chunk of {stream} {why}"),
-    };
-    let chunk = match keys::parse_chunk_key(key) {
-        Some((name, chunk)) if name == stream.as_str() => chunk,
-        _ => return Err(bad("has a malformed key")),
-    };
-    let entries = keys::chunk_entries(value).ok_or_else(|| bad("has the wrong length"))?;
+    let entries = keys::chunk_entries(value).ok_or_else(|| StoreError::CorruptIndex {
+        reason: format!("a stream index chunk of {stream} has the wrong length"),
+    })?;
     Ok(entries
         .into_iter()
-        .zip(chunk * keys::CHUNK_ENTRIES + 1..)
+        .zip(number * keys::CHUNK_ENTRIES + 1..)
         .map(|((position, id), version)| StreamEntry {
             version,
             position,
@@ -190,36 +185,107 @@ pub(crate) fn parse_chunk(
         .collect())
 }
 
+/// A chunk: its number and its bytes.
+type Chunk = (u64, sled::IVec);
+
+/// `stream`'s chunks numbered `from..=to` in sled alone, each key checked to be the
+/// stream's; ascending, or descending.
+fn sled_chunks<'a>(
+    db: &sled::Db,
+    stream: &'a StreamId,
+    from: u64,
+    to: u64,
+    descending: bool,
+) -> impl Iterator<Item = Result<Chunk, StoreError>> + 'a {
+    let range = db.range(keys::chunk_key(stream, from)..=keys::chunk_key(stream, to));
+    let items: Box<dyn Iterator<Item = _>> = if descending {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    items.map(move |item| {
+        let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
+        match keys::parse_chunk_key(&key) {
+            Some((name, number)) if name == stream.as_str() => Ok((number, value)),
+            _ => Err(StoreError::CorruptIndex {
+                reason: format!("a stream index chunk of {stream} has a malformed key"),
+            }),
+        }
+    })
+}
+
+/// `stream`'s chunks numbered `from..=to`, from the writer's overlay and sled (the
+/// overlay first: see [`crate::overlay`]); ascending, or descending.
+pub(crate) fn chunks<'a>(
+    inner: &Inner,
+    stream: &'a StreamId,
+    from: u64,
+    to: u64,
+    descending: bool,
+) -> impl Iterator<Item = Result<Chunk, StoreError>> + 'a {
+    let mut overlay = inner.overlay.stream(stream);
+    overlay.retain(|(n, _)| (from..=to).contains(n));
+    if descending {
+        overlay.reverse();
+    }
+    let sled = sled_chunks(&inner.db, stream, from, to, descending);
+    crate::overlay::merge(sled, overlay, descending)
+}
+
+/// Chunk `number` of `stream`, if there is one (overlay first, then sled).
+pub(crate) fn chunk(
+    inner: &Inner,
+    stream: &StreamId,
+    number: u64,
+) -> Result<Option<sled::IVec>, StoreError> {
+    if let Some((_, bytes)) = inner
+        .overlay
+        .stream(stream)
+        .into_iter()
+        .find(|(n, _)| *n == number)
+    {
+        return Ok(Some(bytes));
+    }
+    inner
+        .db
+        .get(keys::chunk_key(stream, number))
+        .map_err(StoreError::storage("read the stream index"))
+}
+
 /// Every entry of `stream`'s index from the chunk holding `from_version` on, oldest first
 /// (written but unacknowledged ones included).
 pub(crate) fn stream_entries(
-    db: &sled::Db,
+    inner: &Inner,
     stream: &StreamId,
     from_version: Version,
 ) -> Result<Vec<StreamEntry>, StoreError> {
-    let (chunk, _) = keys::chunk_of(from_version.max(1));
-    let from = |key: &[u8], value: &[u8]| -> Result<Vec<StreamEntry>, StoreError> {
-        let mut entries = parse_chunk(stream, key, value)?;
+    let (mut chunk, _) = keys::chunk_of(from_version.max(1));
+    let from = |number: u64, value: &[u8]| -> Result<Vec<StreamEntry>, StoreError> {
+        let mut entries = chunk_entries(stream, number, value)?;
         entries.retain(|e| e.version >= from_version);
         Ok(entries)
     };
-    // Most streams fit in one chunk and a new ticket's has none: one point read answers
-    // unless the chunk is full, and costs far less than a range scan (BENCHMARKS.md).
-    let first_key = keys::chunk_key(stream, chunk);
-    let mut out = match db
-        .get(&first_key)
-        .map_err(StoreError::storage("read the stream index"))?
-    {
-        None => return Ok(Vec::new()),
-        Some(value) if value.len() < keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN => {
-            return from(&first_key, &value)
+    let mut out = Vec::new();
+    if inner.overlay.stream(stream).is_empty() {
+        // Most streams fit in one chunk and a new ticket's has none: one point read
+        // answers unless the chunk is full, and costs far less than a range scan
+        // (BENCHMARKS.md).
+        match inner
+            .db
+            .get(keys::chunk_key(stream, chunk))
+            .map_err(StoreError::storage("read the stream index"))?
+        {
+            None => return Ok(out),
+            Some(value) if value.len() < keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN => {
+                return from(chunk, &value)
+            }
+            Some(full) => out = from(chunk, &full)?,
         }
-        Some(full) => from(&first_key, &full)?,
-    };
-    let range = keys::chunk_key(stream, chunk + 1)..=keys::chunk_key(stream, u64::MAX);
-    for item in db.range(range) {
-        let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-        out.extend(from(&key, &value)?);
+        chunk += 1;
+    }
+    for item in chunks(inner, stream, chunk, u64::MAX, false) {
+        let (number, value) = item?;
+        out.extend(from(number, &value)?);
     }
     Ok(out)
 }
@@ -283,7 +349,7 @@ impl Store {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let inner = &self.inner;
         let mut out = Vec::new();
-        for entry in stream_entries(&inner.db, stream, from_version)? {
+        for entry in stream_entries(inner, stream, from_version)? {
             // Positions grow with versions, so the first unacknowledged entry ends the read.
             if out.len() >= limit || entry.position > upto {
                 break;
@@ -305,15 +371,10 @@ impl Store {
         let head = inner.head();
         let from = from_version.unwrap_or(Version::MAX);
         let mut out = Vec::new();
-        let chunks = inner
-            .db
-            .range(
-                keys::chunk_key(stream, 0)..=keys::chunk_key(stream, keys::chunk_of(from.max(1)).0),
-            )
-            .rev();
-        'chunks: for item in chunks {
-            let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-            for entry in parse_chunk(stream, &key, &value)?.iter().rev() {
+        let last = keys::chunk_of(from.max(1)).0;
+        'chunks: for item in chunks(inner, stream, 0, last, true) {
+            let (number, value) = item?;
+            for entry in chunk_entries(stream, number, &value)?.iter().rev() {
                 if out.len() >= limit {
                     break 'chunks;
                 }
@@ -329,9 +390,9 @@ impl Store {
     /// The version of the stream's last acknowledged event (0: no events).
     pub fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         let head = self.inner.head();
-        for item in self.inner.db.scan_prefix(keys::chunk_prefix(stream)).rev() {
-            let (key, value) = item.map_err(StoreError::storage("read the stream index"))?;
-            if let Some(e) = parse_chunk(stream, &key, &value)?
+        for item in chunks(&self.inner, stream, 0, u64::MAX, true) {
+            let (number, value) = item?;
+            if let Some(e) = chunk_entries(stream, number, &value)?
                 .iter()
                 .rev()
                 .find(|e| e.position <= head)
@@ -351,7 +412,7 @@ impl Store {
     ) -> Result<Option<RecordedEvent>, StoreError> {
         let inner = &self.inner;
         let head = inner.head();
-        for entry in stream_entries(&inner.db, stream, 1)? {
+        for entry in stream_entries(inner, stream, 1)? {
             if entry.position > head {
                 break;
             }

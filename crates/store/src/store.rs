@@ -12,6 +12,7 @@ use crate::error::StoreError;
 use crate::flusher::{self, PendingState};
 use crate::keys;
 use crate::migrate;
+use crate::overlay::Overlay;
 use crate::record::GENESIS_HASH;
 use crate::types::{
     Append, AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
@@ -40,6 +41,12 @@ pub struct StoreConfig {
     /// drive's write cache, so without this an acknowledged append can be lost on power
     /// loss. Turn it off only where that trade is acceptable (tests, benchmarks of sled).
     pub fsync_after_flush: bool,
+    /// Whether the writer moves the stream index entries it holds in memory into sled
+    /// whenever it has had nothing to do for a moment (default true). Off, they reach
+    /// sled only once a generation is full (65,536 positions or 16,384 changed chunks)
+    /// and on close: for tests of reads and of crash repair with the index far behind
+    /// the log. Reads and acknowledgements do not depend on it.
+    pub index_when_idle: bool,
 }
 
 impl StoreConfig {
@@ -49,6 +56,7 @@ impl StoreConfig {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             clock,
             fsync_after_flush: true,
+            index_when_idle: true,
         }
     }
 
@@ -61,6 +69,12 @@ impl StoreConfig {
     /// Sets [`StoreConfig::fsync_after_flush`].
     pub fn with_fsync_after_flush(mut self, on: bool) -> Self {
         self.fsync_after_flush = on;
+        self
+    }
+
+    /// Sets [`StoreConfig::index_when_idle`].
+    pub fn with_index_when_idle(mut self, on: bool) -> Self {
+        self.index_when_idle = on;
         self
     }
 }
@@ -76,6 +90,7 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("cache_capacity", &self.cache_capacity)
             .field("fsync_after_flush", &self.fsync_after_flush)
+            .field("index_when_idle", &self.index_when_idle)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +133,10 @@ pub(crate) struct Inner {
     pub durable_head: AtomicU64,
     /// Group commits (flushes) done since open.
     pub flushes: AtomicU64,
+    /// Stream index chunks not yet in sled (`crate::overlay`).
+    pub overlay: Overlay,
+    /// See [`StoreConfig::index_when_idle`].
+    pub index_when_idle: bool,
 }
 
 impl Inner {
@@ -238,6 +257,8 @@ impl Store {
             durable_cv: Condvar::new(),
             durable_head: AtomicU64::new(head),
             flushes: AtomicU64::new(0),
+            overlay: Overlay::default(),
+            index_when_idle: config.index_when_idle,
         });
         let flusher = flusher::spawn(Arc::clone(&inner), head)?;
         let writer = match writer::spawn(Arc::clone(&inner), head, head_hash, last_recorded_at) {

@@ -241,9 +241,7 @@ impl Store {
                 *last = event.version;
 
                 let (chunk, index) = keys::chunk_of(event.version);
-                let entry = db
-                    .get(keys::chunk_key(&event.stream, chunk))
-                    .map_err(StoreError::storage("read the stream index"))?
+                let entry = crate::reads::chunk(&self.inner, &event.stream, chunk)?
                     .and_then(|v| keys::chunk_entries(&v))
                     .and_then(|entries| entries.get(index).copied());
                 match entry {

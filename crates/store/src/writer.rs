@@ -5,17 +5,18 @@
 //! ids), expected-version check, gapless positions, hash chain; the records go into the
 //! page being built and the entries into their streams' chunks, both in memory. It leaves
 //! each outcome for its appender ([`crate::ack`]). Once the requests in hand are done it
-//! writes the page (one sled insert, record bytes first so that a crash repair finds
-//! everything from the pages) and publishes the new written head for the flusher
-//! ([`crate::flusher`]), which can start flushing at once; then it inserts each changed
-//! chunk (one insert per stream) while that flush runs, publishes the new indexed head
-//! and takes the next requests. An appender is woken once the flush covering its last
-//! position is done and the chunks up to it are in (reads find events through them).
-//! Inserting the chunks before publishing kept them on the path from an appender's
-//! return to its flush: 64 async appenders of one event went from 0.56–0.70 of bare
-//! sled to 0.71–0.93 (BENCHMARKS.md). A crash can now leave committed pages whose chunk
-//! entries never reached the disk: open adds them from the pages (format 3, the index
-//! marker in [`crate::keys`]).
+//! writes the page (one sled insert), puts the changed chunks in the overlay
+//! ([`crate::overlay`]), where reads find them, and publishes the new written head for the
+//! flusher ([`crate::flusher`]), which can start flushing at once. Then it inserts a
+//! slice of the overlay's frozen generation into sled and takes the next requests. An
+//! appender is woken once the flush covering its last position is done.
+//!
+//! History of the index writes: format 2 inserted a group's chunks before its flush;
+//! format 3 inserted them while the flush ran (64 async appenders of one event went from
+//! 0.56–0.70 of bare sled to 0.71–0.93); the overlay then made one insert serve every
+//! append a stream gets within a generation (BENCHMARKS.md, "The index behind the log").
+//! A crash can leave committed pages whose chunk entries never reached sled: open adds
+//! them from the pages (the index marker in [`crate::keys`]).
 //!
 //! `append_async` queues the same request with a waiter that wakes a task instead of a
 //! thread ([`crate::ack::AppendFuture`]).
@@ -56,6 +57,24 @@ const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// A page is written once it reaches this size, even with requests still in hand.
 const PAGE_BYTES: usize = 512 * 1024;
+
+/// The overlay's fresh chunks are frozen and inserted into sled once this many positions
+/// were written since the last freeze, or once this many chunks changed (whichever comes
+/// first), or whenever the writer is idle. The longer a generation, the more appends to
+/// one stream share an insert (the store benchmark's 6,400 streams get about ten each);
+/// but a crash makes the next open add up to about this many entries back from the
+/// pages (`flusher::reindex_committed_tail`), and the overlay holds up to twice
+/// `FREEZE_CHUNKS` chunks (about 200 bytes each).
+pub(crate) const FREEZE_POSITIONS: u64 = 65_536;
+pub(crate) const FREEZE_CHUNKS: usize = 16_384;
+
+/// How long the writer must have had nothing to do before it freezes the overlay's fresh
+/// chunks on its own.
+const QUIET_BEFORE_INDEXING: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Frozen chunks inserted after each page at the least (more if the page changed more,
+/// so the overlay cannot outgrow two generations), and per step while idle.
+const DRAIN_STEP: usize = 32;
 
 /// What the writer knows of one stream, written and not yet written entries included.
 struct StreamState {
@@ -313,15 +332,27 @@ struct Writer<'a> {
     /// The page being built: records from `page_first` to `next_position - 1`.
     page: Vec<u8>,
     page_first: Position,
-    /// Chunks to write after the page: full ones as they fill, and the streams whose
-    /// current chunk changed.
-    full_chunks: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Chunks for the overlay after the page: full ones as they fill, and the streams
+    /// whose current chunk changed.
+    full_chunks: Vec<(StreamId, u64, sled::IVec)>,
     dirty: Vec<StreamId>,
+    /// The overlay's frozen generation while it is being inserted into sled.
+    drain: Option<Drain>,
+    /// The last position written when the overlay was last frozen.
+    frozen_at: Position,
     /// Look for new requests a while before sleeping (see `run`).
     spin: bool,
     /// Set when an insert failed: half an append may be in sled (beyond the commit
     /// marker, so the next open removes it) and nothing may be written after it.
     failed: Option<String>,
+}
+
+/// A frozen generation of the overlay on its way into sled.
+struct Drain {
+    /// Chunks still to insert, in descending key order (popped from the end).
+    todo: Vec<(StreamId, u64, sled::IVec)>,
+    /// Every entry up to this position is in sled once `todo` is done.
+    upto: Position,
 }
 
 /// Starts the writer thread at the tip loaded on open.
@@ -346,6 +377,8 @@ pub(crate) fn spawn(
                 page_first: head + 1,
                 full_chunks: Vec::new(),
                 dirty: Vec::new(),
+                drain: None,
+                frozen_at: head,
                 spin: true,
                 failed: None,
             };
@@ -380,7 +413,7 @@ impl Drop for StopOnExit<'_> {
 impl Writer<'_> {
     fn run(&mut self) {
         loop {
-            let batch: Vec<Request> = {
+            let batch: Vec<Request> = loop {
                 let mut q = self.inner.lock_queue();
                 if q.requests.is_empty() && !q.closing && self.spin {
                     // With many appenders, the ones the last flush acknowledged are
@@ -400,6 +433,39 @@ impl Writer<'_> {
                     };
                     self.spin = !q.requests.is_empty();
                 }
+                if q.requests.is_empty()
+                    && !q.closing
+                    && self.inner.index_when_idle
+                    && self.index_behind()
+                {
+                    // Idle: move the overlay into sled a step at a time, looking for
+                    // requests between steps. A new generation only after a quiet
+                    // while: between two group commits of a busy store the writer is
+                    // often idle for a moment, and freezing then would make generations
+                    // too short to share inserts.
+                    let quiet = if self.drain.is_some() {
+                        true
+                    } else {
+                        q.writer_asleep = true;
+                        let (guard, waited) = self
+                            .inner
+                            .queue_cv
+                            .wait_timeout(q, QUIET_BEFORE_INDEXING)
+                            .unwrap_or_else(|e| e.into_inner());
+                        q = guard;
+                        q.writer_asleep = false;
+                        waited.timed_out() && q.requests.is_empty() && !q.closing
+                    };
+                    if quiet {
+                        drop(q);
+                        self.index_step(DRAIN_STEP, true);
+                        if let Some(reason) = &self.failed {
+                            poison(self.inner, reason.clone());
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 while q.requests.is_empty() && !q.closing {
                     q.writer_asleep = true;
                     q = self
@@ -410,9 +476,18 @@ impl Writer<'_> {
                     q.writer_asleep = false;
                 }
                 if q.requests.is_empty() {
-                    return; // closing, and every queued append has been written
+                    // Closing, and every queued append has been written: the index goes
+                    // into sled whole, so the next open has nothing to add.
+                    drop(q);
+                    while self.index_behind() && self.failed.is_none() {
+                        self.index_step(usize::MAX, true);
+                    }
+                    if let Some(reason) = &self.failed {
+                        poison(self.inner, reason.clone());
+                    }
+                    return;
                 }
-                q.requests.drain(..).collect()
+                break q.requests.drain(..).collect();
             };
             self.spin |= batch.len() > 1;
             if self.cached_ids > STREAM_CACHE_IDS {
@@ -488,13 +563,13 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes the page and the changed chunks, then tells the flusher.
+    /// Writes the page, puts the changed chunks in the overlay and tells the flusher;
+    /// then moves part of the overlay into sled.
     fn write_page(&mut self, more_queued: bool) {
         if self.page.is_empty() {
             return;
         }
-        let db = &self.inner.db;
-        if let Err(source) = db.insert(
+        if let Err(source) = self.inner.db.insert(
             keys::log_key(self.page_first),
             std::mem::take(&mut self.page),
         ) {
@@ -502,17 +577,7 @@ impl Writer<'_> {
             return;
         }
         self.page_first = self.next_position;
-        {
-            let mut p = self.inner.lock_pending();
-            p.written = self.next_position - 1;
-            p.written_hash = self.last_hash;
-            p.more_queued = more_queued;
-        }
-        self.inner.pending_cv.notify_all();
-        let mut result = Ok(());
-        for (key, chunk) in self.full_chunks.drain(..) {
-            result = result.and_then(|_| db.insert(key, chunk).map(|_| ()));
-        }
+        let mut changed = std::mem::take(&mut self.full_chunks);
         for stream in self.dirty.drain(..) {
             let Some(state) = self.streams.get_mut(&stream) else {
                 continue;
@@ -521,25 +586,79 @@ impl Writer<'_> {
             if state.chunk.is_empty() {
                 continue; // it filled up and went with the full ones
             }
-            let key = keys::chunk_key(&stream, keys::chunk_of(state.version).0);
-            result = result.and_then(|_| db.insert(key, state.chunk.as_slice()).map(|_| ()));
+            let number = keys::chunk_of(state.version).0;
+            changed.push((stream, number, sled::IVec::from(state.chunk.as_slice())));
         }
-        if let Err(source) = result {
-            // The page is out: the flush already running may commit it, and the next
-            // open then adds its missing index entries (or removes it if it was not
-            // committed). Its appenders are told the store failed, which leaves their
-            // outcome open; a retry with the same ids finds what was kept.
-            self.failed = Some(format!("indexing events failed: {source}"));
-            return;
+        let count = changed.len();
+        // Before the written head: the flusher acknowledges what it flushes, and reads
+        // must then find it.
+        self.inner.overlay.put(changed);
+        {
+            let mut p = self.inner.lock_pending();
+            p.written = self.next_position - 1;
+            p.written_hash = self.last_hash;
+            p.more_queued = more_queued;
         }
-        self.inner.lock_pending().indexed = self.next_position - 1;
         self.inner.pending_cv.notify_all();
+        self.index_step(count.max(DRAIN_STEP), false);
+    }
+
+    /// Whether the overlay holds chunks that are not in sled yet.
+    fn index_behind(&self) -> bool {
+        self.drain.is_some() || self.inner.overlay.fresh_chunks() > 0
+    }
+
+    /// Inserts up to `budget` chunks of the frozen generation into sled, freezing the
+    /// fresh chunks first if none are frozen and it is time (`idle`: any time).
+    fn index_step(&mut self, budget: usize, idle: bool) {
+        if self.drain.is_none() {
+            let written = self.next_position - 1;
+            let fresh = self.inner.overlay.fresh_chunks();
+            let due =
+                idle || written - self.frozen_at >= FREEZE_POSITIONS || fresh >= FREEZE_CHUNKS;
+            if fresh == 0 || !due {
+                return;
+            }
+            let mut todo = self.inner.overlay.freeze();
+            // Descending, popped from the end: sled gets them in key order.
+            todo.sort_unstable_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
+            self.frozen_at = written;
+            self.drain = Some(Drain {
+                todo,
+                upto: written,
+            });
+        }
+        let Some(drain) = &mut self.drain else {
+            return;
+        };
+        for _ in 0..budget {
+            let Some((stream, number, bytes)) = drain.todo.pop() else {
+                break;
+            };
+            if let Err(source) = self
+                .inner
+                .db
+                .insert(keys::chunk_key(&stream, number), bytes)
+            {
+                // The pages are out: the next open adds their missing index entries
+                // (or removes them if they were never committed).
+                self.failed = Some(format!("indexing events failed: {source}"));
+                return;
+            }
+        }
+        if drain.todo.is_empty() {
+            let upto = drain.upto;
+            self.drain = None;
+            self.inner.overlay.release_frozen();
+            // The flusher writes it as the index marker with its next commit.
+            self.inner.lock_pending().indexed = upto;
+        }
     }
 
     /// What the writer knows of `stream`, loaded from its chunks on first use.
     fn stream(&mut self, stream: &StreamId) -> Result<&mut StreamState, StoreError> {
         if !self.streams.contains_key(stream) {
-            let entries = crate::reads::stream_entries(&self.inner.db, stream, 1)?;
+            let entries = crate::reads::stream_entries(self.inner, stream, 1)?;
             let mut ids = HashMap::with_capacity(entries.len());
             for (e, expected) in entries.iter().zip(1..) {
                 if e.version != expected {
@@ -592,8 +711,11 @@ impl Writer<'_> {
         let newly_dirty = !std::mem::replace(&mut state.dirty, true);
         self.cached_ids += 1;
         if let Some(chunk) = chunk {
-            self.full_chunks
-                .push((keys::chunk_key(stream, keys::chunk_of(version).0), chunk));
+            self.full_chunks.push((
+                stream.clone(),
+                keys::chunk_of(version).0,
+                sled::IVec::from(chunk),
+            ));
         }
         if newly_dirty {
             self.dirty.push(stream.clone());
