@@ -147,8 +147,9 @@ fn flush_loop(
     let mut last_group: u64 = 0;
     let mut last_flush = std::time::Duration::ZERO;
     let mut flushed_at = std::time::Instant::now();
-    // The index marker the last commit wrote.
-    let mut marked = committed;
+    // The index marker the last commit wrote; none yet (a store opened without one reads
+    // as fully indexed, so the first commit must write it).
+    let mut marked = Position::MAX;
     loop {
         let (target, target_hash, indexed) = {
             let mut p = inner.lock_pending();
@@ -186,7 +187,7 @@ fn flush_loop(
                 // sled before it stopped: the index marker says so, and the next open has
                 // nothing to add.
                 if p.indexed > marked && inner.lock_durable().failure.is_none() {
-                    if let Err(reason) = commit(inner, committed, p.indexed) {
+                    if let Err(reason) = commit(inner, committed, Some(p.indexed)) {
                         tracing::warn!(%reason, "the final index marker could not be written");
                     }
                 }
@@ -202,7 +203,9 @@ fn flush_loop(
             return;
         }
         let started = std::time::Instant::now();
-        if let Err(reason) = commit(inner, target, indexed) {
+        // The index marker moves once a generation of the overlay is in sled; between
+        // two, the one in sled still holds.
+        if let Err(reason) = commit(inner, target, (indexed != marked).then_some(indexed)) {
             poison(inner, reason);
             return;
         }
@@ -238,14 +241,16 @@ fn flush_loop(
     }
 }
 
-/// Makes everything up to `target` durable: markers, flush, fdatasync. `indexed` goes
-/// first: sled recovers a prefix of its log, so a commit marker that survives a crash
+/// Makes everything up to `target` durable: markers, flush, fdatasync. `indexed` (when
+/// it moved) goes first: sled recovers a prefix of its log, so a commit marker that survives a crash
 /// always comes with the index marker of its flush.
-fn commit(inner: &Inner, target: Position, indexed: Position) -> Result<(), String> {
-    inner
-        .db
-        .insert(keys::INDEXED_KEY, &keys::position_value(indexed))
-        .map_err(|e| format!("writing the index marker failed: {e}"))?;
+fn commit(inner: &Inner, target: Position, indexed: Option<Position>) -> Result<(), String> {
+    if let Some(indexed) = indexed {
+        inner
+            .db
+            .insert(keys::INDEXED_KEY, &keys::position_value(indexed))
+            .map_err(|e| format!("writing the index marker failed: {e}"))?;
+    }
     inner
         .db
         .insert(keys::HEAD_KEY, &keys::position_value(target))
