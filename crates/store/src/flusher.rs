@@ -3,12 +3,13 @@
 //! The writer thread inserts appends into sled (their index chunks into its overlay,
 //! where reads find them) and publishes the *written* head, and the *indexed* head when
 //! a generation of the overlay is in sled. One flusher thread loops: take the written
-//! head, insert the index marker `M indexed = indexed head` and the commit marker
-//! `M head = written head`, call `db.flush()` (then `fdatasync`, see
-//! `StoreConfig::fsync_after_flush`), and publish the *durable* head, which wakes the appenders waiting for it. Appends written
-//! while a flush runs share the next one, and the next flush waits (at most one flush
-//! time) for the appenders it just acknowledged to come back, so that concurrent
-//! appenders keep one group instead of splitting into two.
+//! head, insert the index marker `M indexed = indexed head` (when it moved) and the
+//! commit marker `M head = written head`, call `db.flush()` (then `fdatasync`, see
+//! `StoreConfig::fsync_after_flush`), and publish the *durable* head, which wakes the
+//! appenders waiting for it. Appends written while a flush runs share the next one,
+//! and the next flush waits (at most one flush time) for the appenders it just
+//! acknowledged to come back, so that concurrent appenders keep one group instead of
+//! splitting into two.
 //! `flush_async` is never used (it can deadlock in 0.34.7) and no other thread calls
 //! `flush()` while the store is open. sled's own background thread keeps running (every
 //! 500 ms it writes its buffers, cleans segments and fsyncs), but acknowledgement never
@@ -242,8 +243,8 @@ fn flush_loop(
 }
 
 /// Makes everything up to `target` durable: markers, flush, fdatasync. `indexed` (when
-/// it moved) goes first: sled recovers a prefix of its log, so a commit marker that survives a crash
-/// always comes with the index marker of its flush.
+/// it moved) goes first: sled recovers a prefix of its log, so a commit marker that
+/// survives a crash always comes with the index marker of its flush.
 fn commit(inner: &Inner, target: Position, indexed: Option<Position>) -> Result<(), String> {
     if let Some(indexed) = indexed {
         inner

@@ -60,7 +60,7 @@ const PAGE_BYTES: usize = 512 * 1024;
 
 /// The overlay's fresh chunks are frozen and inserted into sled once this many positions
 /// were written since the last freeze, or once this many chunks changed (whichever comes
-/// first), or whenever the writer is idle. The longer a generation, the more appends to
+/// first), or once the writer has been idle for `QUIET_BEFORE_INDEXING`. The longer a generation, the more appends to
 /// one stream share an insert (the store benchmark's 6,400 streams get about ten each);
 /// but a crash makes the next open add up to about this many entries back from the
 /// pages (`flusher::reindex_committed_tail`), and the overlay holds up to twice
@@ -349,8 +349,9 @@ struct Writer<'a> {
 
 /// A frozen generation of the overlay on its way into sled.
 struct Drain {
-    /// Chunks still to insert, in descending key order (popped from the end).
-    todo: Vec<(StreamId, u64, sled::IVec)>,
+    /// Chunks still to insert (key, bytes), in descending key order (popped from the
+    /// end, so sled gets them in key order).
+    todo: Vec<(Vec<u8>, sled::IVec)>,
     /// Every entry up to this position is in sled once `todo` is done.
     upto: Position,
 }
@@ -619,9 +620,14 @@ impl Writer<'_> {
             if fresh == 0 || !due {
                 return;
             }
-            let mut todo = self.inner.overlay.freeze();
-            // Descending, popped from the end: sled gets them in key order.
-            todo.sort_unstable_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
+            let mut todo: Vec<(Vec<u8>, sled::IVec)> = self
+                .inner
+                .overlay
+                .freeze()
+                .into_iter()
+                .map(|(stream, number, bytes)| (keys::chunk_key(&stream, number), bytes))
+                .collect();
+            todo.sort_unstable_by(|a, b| b.0.cmp(&a.0));
             self.frozen_at = written;
             self.drain = Some(Drain {
                 todo,
@@ -632,14 +638,10 @@ impl Writer<'_> {
             return;
         };
         for _ in 0..budget {
-            let Some((stream, number, bytes)) = drain.todo.pop() else {
+            let Some((key, bytes)) = drain.todo.pop() else {
                 break;
             };
-            if let Err(source) = self
-                .inner
-                .db
-                .insert(keys::chunk_key(&stream, number), bytes)
-            {
+            if let Err(source) = self.inner.db.insert(key, bytes) {
                 // The pages are out: the next open adds their missing index entries
                 // (or removes them if they were never committed).
                 self.failed = Some(format!("indexing events failed: {source}"));
