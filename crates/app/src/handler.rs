@@ -19,7 +19,7 @@ use aftersales_ticket::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::order_lines::OrderLineIndex;
+use crate::order_lines::{OrderLineIndex, OrderLineRebuild};
 
 /// How often a command is decided again after another writer changed its ticket first.
 /// Writers in this process never race (see `LOCK_STRIPES`); this is for other processes.
@@ -180,14 +180,14 @@ pub struct Tickets {
 impl Tickets {
     /// Wraps a store, rebuilding the order-line index from its log.
     pub fn new(store: Arc<Store>) -> Result<Self, HandleError> {
-        let mut index = OrderLineIndex::default();
+        let mut rebuild = OrderLineRebuild::default();
         for record in store.iter_all(1) {
             let stored = read(record?)?;
-            index.apply(&stored.envelope.ticket_id, &stored.envelope.event);
+            rebuild.apply(&stored.envelope.ticket_id, &stored.envelope.event);
         }
         Ok(Self {
             store,
-            order_lines: RwLock::new(index),
+            order_lines: RwLock::new(rebuild.finish()),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             rule_packs: None,
             folded: Mutex::default(),
@@ -440,16 +440,24 @@ impl Tickets {
     fn complete(&self, d: Decided, result: AppendResult) -> Handled {
         let mut ticket = d.ticket;
         let mut stored = Vec::with_capacity(d.envelopes.len());
-        {
+        for (envelope, at) in d.envelopes.into_iter().zip(result.events) {
+            ticket = evolve(ticket, &envelope.event);
+            stored.push(Stored {
+                position: at.position,
+                version: at.version,
+                envelope,
+            });
+        }
+        // Only a refund changes the index: the others need not hold its lock. A ticket's
+        // line never changes, so its state after all the events names it.
+        let refunds = stored
+            .iter()
+            .filter(|s| OrderLineIndex::is_refund(&s.envelope.event));
+        let mut refunds = refunds.peekable();
+        if refunds.peek().is_some() {
             let mut index = self.order_lines.write().unwrap_or_else(|e| e.into_inner());
-            for (envelope, at) in d.envelopes.into_iter().zip(result.events) {
-                index.apply(&d.ticket_id, &envelope.event);
-                ticket = evolve(ticket, &envelope.event);
-                stored.push(Stored {
-                    position: at.position,
-                    version: at.version,
-                    envelope,
-                });
+            for s in refunds {
+                index.apply(&ticket, &s.envelope.event);
             }
         }
         if result.deduplicated {

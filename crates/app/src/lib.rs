@@ -18,4 +18,4 @@ pub use handler::{
     event_id, read as read_record, HandleError, Handled, RulePackChooser, Stored, Submission,
     Tickets,
 };
-pub use order_lines::OrderLineIndex;
+pub use order_lines::{OrderLineIndex, OrderLineRebuild};
