@@ -162,6 +162,11 @@ pub(crate) fn chunk_entries(value: &[u8]) -> Option<Vec<(Position, Uuid)>> {
         .collect()
 }
 
+/// The position of a chunk's first entry (`None` for an empty or malformed chunk).
+pub(crate) fn first_position(chunk: &[u8]) -> Option<Position> {
+    Some(u64::from_be_bytes(chunk.get(..8)?.try_into().ok()?))
+}
+
 /// Appends one entry to a chunk value.
 pub(crate) fn push_entry(chunk: &mut Vec<u8>, position: Position, id: &Uuid) {
     chunk.extend_from_slice(&position.to_be_bytes());

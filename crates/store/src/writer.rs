@@ -7,9 +7,10 @@
 //! each outcome for its appender ([`crate::ack`]). Once the requests in hand are done it
 //! writes the page (one sled insert), puts the changed chunks in the overlay
 //! ([`crate::overlay`]), where reads find them, and publishes the new written head for the
-//! flusher ([`crate::flusher`]), which can start flushing at once. Then it inserts a
-//! slice of the overlay's frozen generation into sled and takes the next requests. An
-//! appender is woken once the flush covering its last position is done.
+//! flusher ([`crate::flusher`]), which can start flushing at once. While that flush runs
+//! it inserts the chunks begun in this page (a new ticket's: nothing to share an insert
+//! with) and a slice of the overlay's frozen generation into sled, then takes the next
+//! requests. An appender is woken once the flush covering its last position is done.
 //!
 //! History of the index writes: format 2 inserted a group's chunks before its flush;
 //! format 3 inserted them while the flush ran (64 async appenders of one event went from
@@ -350,8 +351,8 @@ struct Writer<'a> {
 
 /// A frozen generation of the overlay on its way into sled.
 struct Drain {
-    /// Chunks still to insert (key, bytes), in descending key order (popped from the
-    /// end, so sled gets them in key order).
+    /// Chunks still to insert (key, bytes), popped from the end. Not sorted: sorting
+    /// them by key made no difference to the ingest (two pairs of 200,000 openings).
     todo: Vec<(Vec<u8>, sled::IVec)>,
     /// Every entry up to this position is in sled once `todo` is done.
     upto: Position,
@@ -566,7 +567,7 @@ impl Writer<'_> {
     }
 
     /// Writes the page, puts the changed chunks in the overlay and tells the flusher;
-    /// then moves part of the overlay into sled.
+    /// then inserts the chunks begun in this page into sled, and part of the overlay.
     fn write_page(&mut self, more_queued: bool) {
         if self.page.is_empty() {
             return;
@@ -578,7 +579,7 @@ impl Writer<'_> {
             self.failed = Some(format!("writing events failed: {source}"));
             return;
         }
-        self.page_first = self.next_position;
+        let page_first = std::mem::replace(&mut self.page_first, self.next_position);
         let mut changed = std::mem::take(&mut self.full_chunks);
         for stream in self.dirty.drain(..) {
             let Some(state) = self.streams.get_mut(&stream) else {
@@ -591,7 +592,15 @@ impl Writer<'_> {
             let number = keys::chunk_of(state.version).0;
             changed.push((stream, number, sled::IVec::from(state.chunk.as_slice())));
         }
-        let count = changed.len();
+        // Chunks begun in this page (a new ticket's, mostly) have nothing to share an
+        // insert with yet: they go into sled at once, while the flush runs, where their
+        // leaves are still in the cache from the writer's lookup of the stream.
+        let begun: Vec<(StreamId, u64, sled::IVec)> = changed
+            .iter()
+            .filter(|(_, _, bytes)| keys::first_position(bytes) >= Some(page_first))
+            .cloned()
+            .collect();
+        let count = changed.len() - begun.len();
         // Before the written head: the flusher acknowledges what it flushes, and reads
         // must then find it.
         self.inner.overlay.put(changed);
@@ -602,6 +611,17 @@ impl Writer<'_> {
             p.more_queued = more_queued;
         }
         self.inner.pending_cv.notify_all();
+        for (stream, number, bytes) in &begun {
+            if let Err(source) = self
+                .inner
+                .db
+                .insert(keys::chunk_key(stream, *number), bytes)
+            {
+                self.failed = Some(format!("indexing events failed: {source}"));
+                return;
+            }
+        }
+        self.inner.overlay.forget_fresh(begun);
         self.index_step(count.max(DRAIN_STEP), false);
     }
 
@@ -621,17 +641,9 @@ impl Writer<'_> {
             if fresh == 0 || !due {
                 return;
             }
-            let mut todo: Vec<(Vec<u8>, sled::IVec)> = self
-                .inner
-                .overlay
-                .freeze()
-                .into_iter()
-                .map(|(stream, number, bytes)| (keys::chunk_key(&stream, number), bytes))
-                .collect();
-            todo.sort_unstable_by(|a, b| b.0.cmp(&a.0));
             self.frozen_at = written;
             self.drain = Some(Drain {
-                todo,
+                todo: self.inner.overlay.freeze(),
                 upto: written,
             });
         }

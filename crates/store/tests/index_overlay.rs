@@ -1,6 +1,7 @@
 //! Reads while the stream index is still in the writer's memory (`index_when_idle` off,
-//! so nothing reaches sled before a generation fills or the store closes), and after a
-//! reopen with part of a stream's index in sled and the rest in memory.
+//! so only a chunk's first bytes reach sled before a generation fills or the store
+//! closes), and after a reopen with part of a stream's index in sled and the rest in
+//! memory.
 
 mod common;
 
