@@ -6,11 +6,11 @@
 //! - store: W writer threads (1, 8, 64) each appending E events (1, 10) per call to its
 //!   own streams with `ExpectedVersion::Exact`, every call waiting for durability;
 //! - raw: one thread inserting batches of W×E records of the same size into bare sled
-//!   (same cache size), one `flush()` per batch (plus the same `fdatasync` if the store
-//!   runs with `fsync_after_flush`). This is the limit group commit can approach.
+//!   (same cache size), one `flush()` per batch (plus the same sync to disk if the store
+//!   runs with `fsync_after_flush`, `crate::disk_sync`). This is the limit group commit
+//!   can approach.
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -277,8 +277,8 @@ impl Spread {
 pub enum RawWrites {
     /// One insert of the record: the limit group commit is measured against.
     Records,
-    /// What the store's format writes (per batch one page holding its records and the
-    /// markers; each changed stream index chunk once per generation of the writer's
+    /// What the store's format writes (per batch its records in pages of up to 6 KiB and
+    /// the markers; each changed stream index chunk once per generation of the writer's
     /// overlay, see `crate::overlay`): the gap between
     /// this and the store is the cost of group commit itself, the gap between this and
     /// [`RawWrites::Records`] the cost of the format.
@@ -771,13 +771,14 @@ fn run_raw_case(
         .cache_capacity(DEFAULT_CACHE_CAPACITY)
         .open()
         .map_err(StoreError::storage("open bare sled"))?;
-    let data_file = if config.fsync_after_flush {
-        let path = dir.join("db");
-        Some(File::open(&path).map_err(|source| StoreError::Io {
-            action: "open sled's data file",
-            path,
-            source,
-        })?)
+    let disk = if config.fsync_after_flush {
+        Some(
+            crate::disk_sync::DiskSync::open(dir).map_err(|source| StoreError::Io {
+                action: "open sled's data file",
+                path: dir.join("db"),
+                source,
+            })?,
+        )
     } else {
         None
     };
@@ -806,8 +807,13 @@ fn run_raw_case(
             }
         }
         if writes == RawWrites::StoreWrites {
-            db.insert(keys::log_key(first), page)
-                .map_err(StoreError::storage("insert into bare sled"))?;
+            // Cut as the writer cuts its groups: pages of whole records up to
+            // `PIECE_BYTES`.
+            let per_page = (crate::writer::PIECE_BYTES / record_bytes.max(1)).max(1);
+            for (i, records) in page.chunks(per_page * record_bytes).enumerate() {
+                db.insert(keys::log_key(first + (i * per_page) as u64), records)
+                    .map_err(StoreError::storage("insert into bare sled"))?;
+            }
             db.insert(keys::INDEXED_KEY, &keys::position_value(chunks.indexed))
                 .map_err(StoreError::storage("insert into bare sled"))?;
             db.insert(keys::HEAD_KEY, &keys::position_value(position))
@@ -815,9 +821,9 @@ fn run_raw_case(
             chunks.maybe_insert(&db, position)?;
         }
         db.flush().map_err(StoreError::storage("flush bare sled"))?;
-        if let Some(f) = &data_file {
-            f.sync_data().map_err(|source| StoreError::Io {
-                action: "fdatasync",
+        if let Some(disk) = &disk {
+            disk.sync().map_err(|source| StoreError::Io {
+                action: "sync sled's files",
                 path: dir.join("db"),
                 source,
             })?;
@@ -827,7 +833,7 @@ fn run_raw_case(
     let cpu_ticks = ticks_before
         .zip(cpu::process_ticks("self"))
         .map(|(a, b)| b.saturating_sub(a));
-    drop(data_file);
+    drop(disk);
     drop(db);
     Ok(RawRound {
         records: position,

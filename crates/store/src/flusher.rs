@@ -4,7 +4,7 @@
 //! where reads find them) and publishes the *written* head, and the *indexed* head when
 //! a generation of the overlay is in sled. One flusher thread loops: take the written
 //! head, insert the index marker `M indexed = indexed head` (when it moved) and the
-//! commit marker `M head = written head`, call `db.flush()` (then `fdatasync`, see
+//! commit marker `M head = written head`, call `db.flush()` (then a sync to disk, see
 //! `StoreConfig::fsync_after_flush`), and publish the *durable* head, which wakes the
 //! appenders waiting for it. Appends written while a flush runs share the next one,
 //! and the next flush waits (at most one flush time) for the appenders it just
@@ -242,7 +242,7 @@ fn flush_loop(
     }
 }
 
-/// Makes everything up to `target` durable: markers, flush, fdatasync. `indexed` (when
+/// Makes everything up to `target` durable: markers, flush, sync to disk. `indexed` (when
 /// it moved) goes first: sled recovers a prefix of its log, so a commit marker that
 /// survives a crash always comes with the index marker of its flush.
 fn commit(inner: &Inner, target: Position, indexed: Option<Position>) -> Result<(), String> {
@@ -260,9 +260,9 @@ fn commit(inner: &Inner, target: Position, indexed: Option<Position>) -> Result<
         .db
         .flush()
         .map_err(|e| format!("flushing to disk failed: {e}"))?;
-    if let Some(file) = &inner.data_file {
-        file.sync_data()
-            .map_err(|e| format!("fdatasync of sled's data file failed: {e}"))?;
+    if let Some(disk) = &inner.disk {
+        disk.sync()
+            .map_err(|e| format!("syncing sled's files failed: {e}"))?;
     }
     Ok(())
 }

@@ -15,8 +15,9 @@
 //! size, and format 1's four operations per event (id lookup, record, stream entry, id
 //! entry) capped the store at 0.4 of bare sled writing one key per record; its per-key
 //! bookkeeping also grew memory by about 90 bytes per event (BENCHMARKS.md, RELIABILITY.md).
-//! The writer puts every record of one group commit under one `L` key and writes each
-//! stream's current chunk once per group. Entry `i` of chunk `c` is version `32c + i + 1`.
+//! The writer puts the records of one group commit under `L` keys of up to 6 KiB each (a
+//! bigger record alone; see `crate::writer`, `PIECE_BYTES`) and each changed stream's
+//! current chunk through its overlay (`crate::overlay`). Entry `i` of chunk `c` is version `32c + i + 1`.
 //! There is no global id index: idempotency is per stream (an id is looked up among its
 //! stream's entries), as in EventStoreDB.
 //!

@@ -27,10 +27,11 @@
 //! `writer` (append path), `overlay` (index chunks not yet in sled), `flusher` (group
 //! commit, crash repair), `ack` (waking appenders), `reads`, [`subscription`], [`verify`], `watermark` (the last
 //! acknowledged position, kept outside sled: a log that lost records refuses to open),
-//! [`bench`](mod@bench).
+//! `disk_sync` (what makes sled's files durable), [`bench`](mod@bench).
 
 mod ack;
 pub mod bench;
+mod disk_sync;
 pub mod error;
 mod flusher;
 mod keys;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::ack::{Acks, AppendFuture};
+use crate::disk_sync::DiskSync;
 use crate::error::StoreError;
 use crate::flusher::{self, PendingState};
 use crate::keys;
@@ -35,11 +36,15 @@ pub struct StoreConfig {
     pub cache_capacity: u64,
     /// Stamps `recorded_at` on every record.
     pub clock: Arc<dyn Clock>,
-    /// After sled's `flush()`, also `fdatasync` sled's data file before acknowledging
-    /// (default true). On Linux sled 0.34.7 flushes with `sync_file_range`, which
-    /// survives a process crash but neither commits file-size metadata nor empties the
-    /// drive's write cache, so without this an acknowledged append can be lost on power
-    /// loss. Turn it off only where that trade is acceptable (tests, benchmarks of sled).
+    /// After sled's `flush()`, also sync sled's files to the disk before acknowledging
+    /// (default true): `fdatasync` of sled's data file, and on Linux the filesystem
+    /// holding the store (`syncfs`) whenever sled may have written blob files
+    /// (`crate::disk_sync`). On Linux sled 0.34.7 flushes with
+    /// `sync_file_range`, which survives a process crash but neither commits file-size
+    /// metadata nor empties the drive's write cache, and it never syncs the blob files
+    /// it writes for large nodes; so without this an acknowledged append can be lost on
+    /// power loss. Turn it off only where that trade is acceptable (tests, benchmarks of
+    /// sled).
     pub fsync_after_flush: bool,
     /// Whether the writer moves the stream index entries it holds in memory into sled
     /// whenever it has had nothing to do for a moment (default true). Off, they reach
@@ -114,8 +119,8 @@ pub(crate) struct Inner {
     pub db: sled::Db,
     pub path: PathBuf,
     pub clock: Arc<dyn Clock>,
-    /// sled's data file, kept open to `fdatasync` it (see `fsync_after_flush`).
-    pub data_file: Option<File>,
+    /// Syncs sled's files after each flush (see `fsync_after_flush`).
+    pub disk: Option<DiskSync>,
     /// The acknowledged watermark, rewritten by the flusher (`crate::watermark`).
     pub watermark: File,
     /// Appends waiting for the writer thread.
@@ -221,11 +226,10 @@ impl Store {
                 hash: head_hash,
             },
         )?;
-        let data_file = if config.fsync_after_flush {
-            let file_path = path.join("db");
-            Some(File::open(&file_path).map_err(|source| StoreError::Io {
+        let disk = if config.fsync_after_flush {
+            Some(DiskSync::open(&path).map_err(|source| StoreError::Io {
                 action: "open sled's data file",
-                path: file_path,
+                path: path.join("db"),
                 source,
             })?)
         } else {
@@ -235,7 +239,7 @@ impl Store {
             db,
             path,
             clock: config.clock,
-            data_file,
+            disk,
             watermark,
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),

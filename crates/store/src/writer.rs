@@ -56,8 +56,16 @@ const STREAM_CACHE_IDS: usize = 50_000;
 /// How long the writer looks for new requests before it sleeps.
 const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
-/// A page is written once it reaches this size, even with requests still in hand.
+/// A group is written once its records reach this size, even with requests still in hand.
 const PAGE_BYTES: usize = 512 * 1024;
+
+/// A group's records are cut into pages (sled values) of at most this size; a record
+/// bigger than this gets a page of its own. sled's leaves hold up to 16 values, and it
+/// writes any node over about 128 KB to a blob file of its own, which the next flush must
+/// then sync with the whole filesystem (`crate::disk_sync`). With one page per group a
+/// full `bench ingest` left 68 blob files, and syncing them cost it 15–20 % of its
+/// messages/s; cut, it leaves none.
+pub(crate) const PIECE_BYTES: usize = 6 * 1024;
 
 /// The overlay's fresh chunks are frozen and inserted into sled once this many positions
 /// were written since the last freeze, or once this many chunks changed (whichever comes
@@ -331,9 +339,14 @@ struct Writer<'a> {
     last_recorded_at: DateTime<Utc>,
     streams: HashMap<StreamId, StreamState>,
     cached_ids: usize,
-    /// The page being built: records from `page_first` to `next_position - 1`.
+    /// The group being built: records from `page_first` to `next_position - 1`, as the
+    /// finished pages in `pieces` (first position, records) and the page being filled,
+    /// from `piece_first`; `group_bytes` in all.
     page: Vec<u8>,
     page_first: Position,
+    pieces: Vec<(Position, Vec<u8>)>,
+    piece_first: Position,
+    group_bytes: usize,
     /// Chunks for the overlay after the page: full ones as they fill, and the streams
     /// whose current chunk changed.
     full_chunks: Vec<(StreamId, u64, sled::IVec)>,
@@ -378,6 +391,9 @@ pub(crate) fn spawn(
                 cached_ids: 0,
                 page: Vec::new(),
                 page_first: head + 1,
+                pieces: Vec::new(),
+                piece_first: head + 1,
+                group_bytes: 0,
                 full_chunks: Vec::new(),
                 dirty: Vec::new(),
                 drain: None,
@@ -526,7 +542,7 @@ impl Writer<'_> {
                 };
                 answer(self.inner, &request.waiter, result, durable_at);
                 let last = i + 1 == count;
-                if (last || self.page.len() >= PAGE_BYTES) && self.failed.is_none() {
+                if (last || self.group_bytes >= PAGE_BYTES) && self.failed.is_none() {
                     self.write_page(!last);
                 }
             }
@@ -572,14 +588,17 @@ impl Writer<'_> {
         if self.page.is_empty() {
             return;
         }
-        if let Err(source) = self.inner.db.insert(
-            keys::log_key(self.page_first),
-            std::mem::take(&mut self.page),
-        ) {
-            self.failed = Some(format!("writing events failed: {source}"));
-            return;
+        let mut pages = std::mem::take(&mut self.pieces);
+        pages.push((self.piece_first, std::mem::take(&mut self.page)));
+        for (first, page) in pages {
+            if let Err(source) = self.inner.db.insert(keys::log_key(first), page) {
+                self.failed = Some(format!("writing events failed: {source}"));
+                return;
+            }
         }
         let page_first = std::mem::replace(&mut self.page_first, self.next_position);
+        self.piece_first = self.next_position;
+        self.group_bytes = 0;
         let mut changed = std::mem::take(&mut self.full_chunks);
         for stream in self.dirty.drain(..) {
             let Some(state) = self.streams.get_mut(&stream) else {
@@ -715,6 +734,12 @@ impl Writer<'_> {
         id: &Uuid,
         record: &[u8],
     ) -> Result<(), StoreError> {
+        if !self.page.is_empty() && self.page.len() + record.len() > PIECE_BYTES {
+            let page = std::mem::take(&mut self.page);
+            self.pieces
+                .push((std::mem::replace(&mut self.piece_first, position), page));
+        }
+        self.group_bytes += record.len();
         self.page.extend_from_slice(record);
         let state = self.stream(stream)?;
         keys::push_entry(&mut state.chunk, position, id);
