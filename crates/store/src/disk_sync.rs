@@ -5,7 +5,7 @@
 //! It syncs the log entry that points at the file, but never the file or its directory
 //! entry. The store's pages make such nodes under load: a full `bench ingest` left 68 blob
 //! files holding 19 MB of the store's 56 MB. After a power loss, acknowledged events in
-//! them would be unreadable.
+//! them would be unreadable. (The writer now cuts groups small enough to make none.)
 //!
 //! So when `blobs/` may have changed since the last sync, the whole filesystem holding
 //! the store is synced (`syncfs`, Linux), which writes exactly what is dirty, the blobs
@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// How old the directory's modification time must be for "unchanged" to be trusted:
-/// file times come from the kernel's coarse clock (one tick, 1–10 ms), so a blob created
-/// in the same tick as the time last seen would leave it unchanged.
-const SETTLED: Duration = Duration::from_millis(100);
+/// How old the directory's modification time must be for "unchanged" to be trusted. File
+/// times come from the kernel's coarse clock (one tick, 1–10 ms; whole seconds on some
+/// filesystems), so a blob created in the same tick as the time last seen leaves it
+/// unchanged; and sled writes a blob's bytes just after creating it, so a write stalled
+/// past this would be missed. The store's own writes make no blobs (`crate::writer`,
+/// `PIECE_BYTES`): waiting long costs little.
+const SETTLED: Duration = Duration::from_secs(10);
 
 /// Syncs one sled directory; see the module doc.
 pub(crate) struct DiskSync {

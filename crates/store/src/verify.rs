@@ -154,6 +154,15 @@ impl Store {
         let mut prev_time = DateTime::<Utc>::MIN_UTC;
         let mut expected: Position = 1;
 
+        // Entries up to the index marker must be in sled itself: after a crash, open adds
+        // back only those beyond it. (Read first: it only moves forward.)
+        let in_sled = match db
+            .get(keys::INDEXED_KEY)
+            .map_err(StoreError::storage("read the index marker"))?
+        {
+            None => head,
+            Some(v) => keys::parse_position_value(&v).unwrap_or(0),
+        };
         let log = db.range(keys::log_key(1)..=keys::log_key(head.max(1)));
         for item in log {
             if head == 0 {
@@ -241,7 +250,13 @@ impl Store {
                 *last = event.version;
 
                 let (chunk, index) = keys::chunk_of(event.version);
-                let entry = crate::reads::chunk(&self.inner, &event.stream, chunk)?
+                let bytes = if position <= in_sled {
+                    db.get(keys::chunk_key(&event.stream, chunk))
+                        .map_err(StoreError::storage("read the stream index"))?
+                } else {
+                    crate::reads::chunk(&self.inner, &event.stream, chunk)?
+                };
+                let entry = bytes
                     .and_then(|v| keys::chunk_entries(&v))
                     .and_then(|entries| entries.get(index).copied());
                 match entry {
