@@ -223,7 +223,25 @@ pub(crate) fn chunks<'a>(
     to: u64,
     descending: bool,
 ) -> impl Iterator<Item = Result<Chunk, StoreError>> + 'a {
-    let mut overlay = inner.overlay.stream(stream);
+    chunks_with(
+        inner,
+        stream,
+        inner.overlay.stream(stream),
+        from,
+        to,
+        descending,
+    )
+}
+
+/// [`chunks`] with the stream's overlay chunks already taken.
+fn chunks_with<'a>(
+    inner: &Inner,
+    stream: &'a StreamId,
+    mut overlay: Vec<Chunk>,
+    from: u64,
+    to: u64,
+    descending: bool,
+) -> impl Iterator<Item = Result<Chunk, StoreError>> + 'a {
     overlay.retain(|(n, _)| (from..=to).contains(n));
     if descending {
         overlay.reverse();
@@ -266,7 +284,8 @@ pub(crate) fn stream_entries(
         Ok(entries)
     };
     let mut out = Vec::new();
-    if inner.overlay.stream(stream).is_empty() {
+    let overlay = inner.overlay.stream(stream);
+    if overlay.is_empty() {
         // Most streams fit in one chunk and a new ticket's has none: one point read
         // answers unless the chunk is full, and costs far less than a range scan
         // (BENCHMARKS.md).
@@ -283,7 +302,7 @@ pub(crate) fn stream_entries(
         }
         chunk += 1;
     }
-    for item in chunks(inner, stream, chunk, u64::MAX, false) {
+    for item in chunks_with(inner, stream, overlay, chunk, u64::MAX, false) {
         let (number, value) = item?;
         out.extend(from(number, &value)?);
     }
