@@ -181,11 +181,12 @@ pub fn typed<T: DeserializeOwned>(item: Item<'_>) -> Result<T, Unusable> {
 
 /// `yyyy-MM-dd HH:mm:ss` in China time (Taobao, JD).
 pub fn china_time(field: &'static str, s: &str) -> Result<Timestamp, Unusable> {
-    let naive = match fixed_china_time(s.trim()) {
+    let trimmed = s.trim();
+    let naive = match fixed_china_time(trimmed) {
         Some(t) => Ok(t),
         // chrono's parser decides everything else (and refuses it the same way); it
         // reads its format string again on every call, a tenth of the adapter's time.
-        None => NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S"),
+        None => NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S"),
     }
     .map_err(|_| Unusable::BadValue {
         field,
@@ -205,10 +206,8 @@ pub fn china_time(field: &'static str, s: &str) -> Result<Timestamp, Unusable> {
 /// anything else, which goes to chrono.
 fn fixed_china_time(s: &str) -> Option<NaiveDateTime> {
     let b = s.as_bytes();
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' {
-        return None;
-    }
-    if b[16] != b':' {
+    let separators = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
+    if b.len() != 19 || separators.iter().any(|&(i, c)| b[i] != c) {
         return None;
     }
     let num = |from: usize, to: usize| -> Option<u32> {

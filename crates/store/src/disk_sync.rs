@@ -10,8 +10,9 @@
 //! So when `blobs/` may have changed since the last sync, the whole filesystem holding
 //! the store is synced (`syncfs`, Linux), which writes exactly what is dirty, the blobs
 //! and their directory entries included. Otherwise `fdatasync` of the data file is
-//! enough, and cheaper: `syncfs` also writes the acknowledged watermark on every flush,
-//! which cost one appender at a time about 15 % of its appends/s. Listing `blobs/` to
+//! enough, and cheaper: `syncfs` at every flush (it also writes the acknowledged
+//! watermark and whatever else is dirty) cost one appender at a time about 15 % of its
+//! appends/s. Listing `blobs/` to
 //! sync only its new files would cost a directory read per flush that grows with the
 //! store. Other programs' writes on the same filesystem are synced too: keep the store
 //! on a filesystem of its own. Elsewhere than Linux, only the data file is synced.

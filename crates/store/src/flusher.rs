@@ -381,8 +381,9 @@ pub(crate) fn reindex_committed_tail(
         )));
     };
     // Chunks are changed in memory and inserted once each: the tail can hold thousands
-    // of events of a few streams (the writer's overlay, see `crate::overlay`).
-    let mut changed: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
+    // of events of a few streams (the writer's overlay, see `crate::overlay`). Each is
+    // held with whether it gained entries: one that had them all is not written again.
+    let mut chunks: std::collections::HashMap<Vec<u8>, (Vec<u8>, bool)> = Default::default();
     let mut added = 0u64;
     for item in db.range(keys::log_key(first)..=keys::log_key(committed)) {
         let (key, page) = item.map_err(StoreError::storage("read the committed tail"))?;
@@ -393,14 +394,14 @@ pub(crate) fn reindex_committed_tail(
             }
             let (chunk, index) = keys::chunk_of(event.version);
             let key = keys::chunk_key(&event.stream, chunk);
-            let bytes = match changed.entry(key) {
+            let (bytes, gained) = match chunks.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let stored = db
                         .get(e.key())
                         .map_err(StoreError::storage("read the stream index"))?
                         .map_or_else(Vec::new, |v| v.to_vec());
-                    e.insert(stored)
+                    e.insert((stored, false))
                 }
             };
             let entries = if bytes.is_empty() {
@@ -420,6 +421,7 @@ pub(crate) fn reindex_committed_tail(
                 }
                 None if entries.len() == index => {
                     keys::push_entry(bytes, event.position, &event.id);
+                    *gained = true;
                     added += 1;
                 }
                 None => {
@@ -431,7 +433,7 @@ pub(crate) fn reindex_committed_tail(
             }
         }
     }
-    for (key, bytes) in changed {
+    for (key, (bytes, _)) in chunks.into_iter().filter(|(_, (_, gained))| *gained) {
         db.insert(key, bytes)
             .map_err(StoreError::storage("write a stream index chunk"))?;
     }
