@@ -37,9 +37,9 @@ pub struct StoreConfig {
     /// Stamps `recorded_at` on every record.
     pub clock: Arc<dyn Clock>,
     /// After sled's `flush()`, also sync sled's files to the disk before acknowledging
-    /// (default true): `fdatasync` of sled's data file, and on Linux the filesystem
-    /// holding the store (`syncfs`) whenever sled may have written blob files
-    /// (`crate::disk_sync`). On Linux sled 0.34.7 flushes with
+    /// (default true): `fdatasync` of sled's data file, and of the blob files sled may
+    /// have written since the last flush (`crate::disk_sync`; the first flush after open
+    /// syncs the whole filesystem holding the store, `syncfs` on Linux). On Linux sled 0.34.7 flushes with
     /// `sync_file_range`, which survives a process crash but neither commits file-size
     /// metadata nor empties the drive's write cache, and it never syncs the blob files
     /// it writes for large nodes; so without this an acknowledged append can be lost on
