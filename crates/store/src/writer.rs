@@ -102,6 +102,21 @@ pub(crate) struct Request {
     waiter: Arc<Waiter>,
 }
 
+impl Drop for Request {
+    /// A request dropped by a panicking writer (the one it was handling, and the rest of
+    /// its batch) fails its appender, who would otherwise wait for ever: the writer's
+    /// `StopOnExit` only reaches the requests still queued and the flusher only those
+    /// already answered. Finishing one that was answered already is harmless: its
+    /// appender has taken the outcome, or gets an error as the flusher's failure does.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.waiter.finish(Some(Err(StoreError::Poisoned {
+                reason: "the writer thread panicked".to_string(),
+            })));
+        }
+    }
+}
+
 enum Work {
     Append {
         stream: StreamId,
@@ -954,5 +969,49 @@ impl Writer<'_> {
             events: positions,
             deduplicated: !wrote,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// The outcome, if its appender would have it now.
+    fn poll_once(waiter: Arc<Waiter>) -> Option<Result<AppendResult, StoreError>> {
+        let mut future = AppendFuture::queued(waiter);
+        match std::pin::Pin::new(&mut future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn a_request_dropped_by_a_panic_fails_its_appender() {
+        let waiter = Waiter::for_task();
+        let request = Request {
+            work: Work::Import(Vec::new()),
+            waiter: Arc::clone(&waiter),
+        };
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = request;
+            panic!("a bug in the writer");
+        }));
+        assert!(unwound.is_err());
+        assert!(matches!(
+            poll_once(waiter),
+            Some(Err(StoreError::Poisoned { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_request_dropped_normally_leaves_its_appender_waiting() {
+        let waiter = Waiter::for_task();
+        drop(Request {
+            work: Work::Import(Vec::new()),
+            waiter: Arc::clone(&waiter),
+        });
+        assert!(poll_once(waiter).is_none());
     }
 }
