@@ -40,6 +40,7 @@ mod overlay;
 mod reads;
 mod record;
 mod store;
+mod stream_cache;
 pub mod subscription;
 pub mod types;
 pub mod verify;

@@ -309,6 +309,67 @@ pub(crate) fn stream_entries(
     Ok(out)
 }
 
+/// Every entry of `stream`'s index as its chunks hold them (`keys::ENTRY_LEN` bytes each,
+/// oldest first: the one of version v at (v - 1) × `ENTRY_LEN`), written but
+/// unacknowledged ones included; for the writer's stream cache
+/// ([`crate::stream_cache`]). A chunk out of turn, or one short of full before the last,
+/// is a corrupt index.
+pub(crate) fn stream_index(inner: &Inner, stream: &StreamId) -> Result<Vec<u8>, StoreError> {
+    let full = keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
+    let mut out = Vec::new();
+    let overlay = inner.overlay.stream(stream);
+    let mut from = 0;
+    if overlay.is_empty() {
+        // One point read, as in `stream_entries`: most streams fit in one chunk.
+        match inner
+            .db
+            .get(keys::chunk_key(stream, 0))
+            .map_err(StoreError::storage("read the stream index"))?
+        {
+            None => return Ok(out),
+            Some(value) => {
+                extend_index(&mut out, stream, 0, &value)?;
+                if value.len() < full {
+                    return Ok(out);
+                }
+            }
+        }
+        from = 1;
+    }
+    for item in chunks_with(inner, stream, overlay, from, u64::MAX, false) {
+        let (number, value) = item?;
+        extend_index(&mut out, stream, number, &value)?;
+    }
+    Ok(out)
+}
+
+/// Adds chunk `number` to the entries before it, checking that it comes next.
+fn extend_index(
+    out: &mut Vec<u8>,
+    stream: &StreamId,
+    number: u64,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    let full = keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
+    let next = (out.len() / full) as u64;
+    if !out.len().is_multiple_of(full)
+        || number != next
+        || value.is_empty()
+        || value.len() > full
+        || !value.len().is_multiple_of(keys::ENTRY_LEN)
+    {
+        return Err(StoreError::CorruptIndex {
+            reason: format!(
+                "the index of {stream} has a chunk {number} of {} bytes after {} entries",
+                value.len(),
+                out.len() / keys::ENTRY_LEN
+            ),
+        });
+    }
+    out.extend_from_slice(value);
+    Ok(())
+}
+
 /// The last record with `recorded_at <= at`, by binary search over the log (valid because
 /// `recorded_at` never decreases along it).
 pub(crate) fn position_as_of(inner: &Inner, at: DateTime<Utc>) -> Result<Position, StoreError> {

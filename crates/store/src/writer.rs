@@ -42,16 +42,19 @@ use crate::flusher::poison;
 use crate::keys;
 use crate::record::{self, RecordFields};
 use crate::store::Inner;
+use crate::stream_cache::StreamState;
 use crate::types::{
     Append, AppendResult, EventPosition, ExpectedVersion, NewEvent, Position, RecordedEvent,
     StreamId, Version, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES,
 };
 
-/// Event ids held by the writer's stream cache; the cache is simply cleared between two
-/// groups when it grows past this (a miss costs one scan of the stream's chunks). About
-/// 5 MB. At 250,000 it was still filling minutes into the load test, about 24 MB of the
-/// heap's growth after warm-up (RELIABILITY.md, "Memory").
-const STREAM_CACHE_IDS: usize = 50_000;
+/// The writer's stream cache ([`crate::stream_cache`]) is simply cleared between two groups
+/// when it grows past this many bytes (a miss costs one read of the stream's chunks). It
+/// was 50,000 ids of about 100 bytes each; bounded at 250,000 ids it was still filling
+/// minutes into the load test, about 24 MB of the heap's growth after warm-up
+/// (RELIABILITY.md, "Memory"). An entry is now 24 bytes, so the same memory holds about
+/// four times the ids.
+const STREAM_CACHE_BYTES: usize = 5 << 20;
 
 /// How long the writer looks for new requests before it sleeps.
 const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
@@ -85,16 +88,6 @@ const QUIET_BEFORE_INDEXING: std::time::Duration = std::time::Duration::from_mil
 /// Frozen chunks inserted after each page at the least (more if the page changed more,
 /// so the overlay cannot outgrow two generations), and per step while idle.
 const DRAIN_STEP: usize = 32;
-
-/// What the writer knows of one stream, written and not yet written entries included.
-struct StreamState {
-    version: Version,
-    ids: HashMap<Uuid, (Version, Position)>,
-    /// The entries of the chunk holding `version` (empty when it is full or new).
-    chunk: Vec<u8>,
-    /// Listed in `Writer::dirty`: its chunk changed since the last page was written.
-    dirty: bool,
-}
 
 /// One queued append or import.
 pub(crate) struct Request {
@@ -353,7 +346,8 @@ struct Writer<'a> {
     /// `recorded_at` of that record: the floor for the next one.
     last_recorded_at: DateTime<Utc>,
     streams: HashMap<StreamId, StreamState>,
-    cached_ids: usize,
+    /// What `streams` holds, in bytes (roughly; see `StreamState::bytes`).
+    cached_bytes: usize,
     /// The group being built: records from `page_first` to `next_position - 1`, as the
     /// finished pages in `pieces` (first position, records) and the page being filled,
     /// from `piece_first`; `group_bytes` in all.
@@ -403,7 +397,7 @@ pub(crate) fn spawn(
                 last_hash: head_hash,
                 last_recorded_at,
                 streams: HashMap::new(),
-                cached_ids: 0,
+                cached_bytes: 0,
                 page: Vec::new(),
                 page_first: head + 1,
                 pieces: Vec::new(),
@@ -524,9 +518,9 @@ impl Writer<'_> {
                 break q.requests.drain(..).collect();
             };
             self.spin |= batch.len() > 1;
-            if self.cached_ids > STREAM_CACHE_IDS {
+            if self.cached_bytes > STREAM_CACHE_BYTES {
                 self.streams.clear();
-                self.cached_ids = 0;
+                self.cached_bytes = 0;
             }
             let count = batch.len();
             for (i, request) in batch.into_iter().enumerate() {
@@ -620,11 +614,12 @@ impl Writer<'_> {
                 continue;
             };
             state.dirty = false;
-            if state.chunk.is_empty() {
-                continue; // it filled up and went with the full ones
+            if state.last_chunk_full() {
+                continue; // it went with the full ones
             }
-            let number = keys::chunk_of(state.version).0;
-            changed.push((stream, number, sled::IVec::from(state.chunk.as_slice())));
+            if let Some((number, chunk)) = state.last_chunk() {
+                changed.push((stream, number, sled::IVec::from(chunk)));
+            }
         }
         // Chunks begun in this page (a new ticket's, mostly) have nothing to share an
         // insert with yet: they go into sled at once, while the flush runs, where their
@@ -707,35 +702,9 @@ impl Writer<'_> {
     /// What the writer knows of `stream`, loaded from its chunks on first use.
     fn stream(&mut self, stream: &StreamId) -> Result<&mut StreamState, StoreError> {
         if !self.streams.contains_key(stream) {
-            let entries = crate::reads::stream_entries(self.inner, stream, 1)?;
-            let mut ids = HashMap::with_capacity(entries.len());
-            for (e, expected) in entries.iter().zip(1..) {
-                if e.version != expected {
-                    return Err(StoreError::CorruptIndex {
-                        reason: format!(
-                            "the index of {stream} has version {} where {expected} belongs",
-                            e.version
-                        ),
-                    });
-                }
-                ids.insert(e.id, (e.version, e.position));
-            }
-            let version = entries.len() as u64;
-            let mut chunk = Vec::new();
-            let in_last = (version % keys::CHUNK_ENTRIES) as usize;
-            for e in &entries[entries.len() - in_last..] {
-                keys::push_entry(&mut chunk, e.position, &e.id);
-            }
-            self.cached_ids += ids.len();
-            self.streams.insert(
-                stream.clone(),
-                StreamState {
-                    version,
-                    ids,
-                    chunk,
-                    dirty: false,
-                },
-            );
+            let state = StreamState::new(crate::reads::stream_index(self.inner, stream)?);
+            self.cached_bytes += state.bytes(stream);
+            self.streams.insert(stream.clone(), state);
         }
         Ok(self.streams.get_mut(stream).expect("inserted above"))
     }
@@ -757,20 +726,19 @@ impl Writer<'_> {
         self.group_bytes += record.len();
         self.page.extend_from_slice(record);
         let state = self.stream(stream)?;
-        keys::push_entry(&mut state.chunk, position, id);
-        state.version = version;
-        state.ids.insert(*id, (version, position));
-        let full = state.chunk.len() == keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
-        let chunk = full.then(|| std::mem::take(&mut state.chunk));
+        debug_assert_eq!(version, state.version() + 1, "versions are checked before");
+        let before = state.bytes(stream);
+        state.push(position, id);
+        let chunk = state
+            .last_chunk_full()
+            .then(|| state.last_chunk().map(|(_, c)| sled::IVec::from(c)))
+            .flatten();
         // A flag, not a search of the list: a group can touch a thousand streams.
         let newly_dirty = !std::mem::replace(&mut state.dirty, true);
-        self.cached_ids += 1;
+        self.cached_bytes += state.bytes(stream) - before;
         if let Some(chunk) = chunk {
-            self.full_chunks.push((
-                stream.clone(),
-                keys::chunk_of(version).0,
-                sled::IVec::from(chunk),
-            ));
+            self.full_chunks
+                .push((stream.clone(), keys::chunk_of(version).0, chunk));
         }
         if newly_dirty {
             self.dirty.push(stream.clone());
@@ -785,12 +753,12 @@ impl Writer<'_> {
         stream: &StreamId,
         id: &Uuid,
     ) -> Result<Option<(Version, Position)>, StoreError> {
-        Ok(self.stream(stream)?.ids.get(id).copied())
+        Ok(self.stream(stream)?.find(id))
     }
 
     /// The stream's latest version, including appends not yet durable.
     fn current_version(&mut self, stream: &StreamId) -> Result<Version, StoreError> {
-        Ok(self.stream(stream)?.version)
+        Ok(self.stream(stream)?.version())
     }
 
     /// Checks and writes one append.

@@ -102,7 +102,21 @@ fn streams_across_index_chunk_boundaries_read_whole_after_a_reopen() {
         }
         let last = store.read_stream(&s, n, 1).unwrap();
         assert_eq!(last[0].id, id(&format!("{n}-{n}")));
-        // The writer, reading the index afresh, knows where the stream ends.
+        // The writer, reading the index afresh, knows which ids the stream holds (scanned
+        // in a short stream, mapped in a long one)...
+        for v in [1, n / 2 + 1, n] {
+            let again = store
+                .append(&s, ExpectedVersion::Any, vec![ev(&format!("{n}-{v}"))])
+                .unwrap();
+            assert!(again.deduplicated, "stream of {n}, version {v}");
+            let stored = &store.read_stream(&s, v, 1).unwrap()[0];
+            assert_eq!(
+                (again.events[0].version, again.events[0].position),
+                (v, stored.position),
+                "stream of {n}, version {v}"
+            );
+        }
+        // ...and where it ends.
         match store.append(&s, ExpectedVersion::Exact(n - 1), vec![ev("late")]) {
             Err(StoreError::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, n),
             other => panic!("stream of {n}: {other:?}"),

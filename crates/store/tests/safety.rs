@@ -211,6 +211,44 @@ fn verify_detects_damaged_indexes_and_missing_records() {
 }
 
 #[test]
+fn an_append_to_a_stream_whose_index_skips_a_chunk_is_refused_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        for i in 1..=70u64 {
+            store
+                .append(
+                    &sid("long"),
+                    ExpectedVersion::Exact(i - 1),
+                    vec![ev(&format!("long-{i}"))],
+                )
+                .unwrap();
+        }
+    }
+    with_raw_sled(dir.path(), |db| {
+        db.remove(chunk_key("long", 1)).unwrap();
+    });
+    let store = open(dir.path());
+    // The writer reads the index afresh: chunk 2 after chunk 0 is not a stream it can
+    // number or check ids in.
+    let err = store
+        .append(&sid("long"), ExpectedVersion::Any, vec![ev("next")])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::CorruptIndex { reason } if reason.contains("long")),
+        "{err:?}"
+    );
+    // Other streams are not affected.
+    store
+        .append(
+            &sid("other"),
+            ExpectedVersion::NoStream,
+            vec![ev("other-1")],
+        )
+        .unwrap();
+}
+
+#[test]
 fn a_corrupt_head_record_is_a_typed_error_on_open() {
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path());
