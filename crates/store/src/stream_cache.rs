@@ -37,6 +37,8 @@ pub(crate) struct StreamState {
     ids: Option<HashMap<Uuid, Version>>,
     /// Listed in `Writer::dirty`: its open chunk changed since the last page was written.
     pub dirty: bool,
+    /// Looked at since the last eviction (see [`evict`]).
+    pub used: bool,
 }
 
 impl StreamState {
@@ -46,6 +48,7 @@ impl StreamState {
             entries,
             ids: None,
             dirty: false,
+            used: true,
         }
     }
 
@@ -127,6 +130,27 @@ impl StreamState {
     }
 }
 
+/// Makes room in a cache that outgrew its bound, keeping at most `keep_bytes`: the streams
+/// not used since the last eviction go, and then, past `keep_bytes`, whichever come last
+/// in the map's order. Returns the bytes kept. Clearing it whole, as the writer did
+/// before, loses every hot stream; and a working set bigger than the cache, appended to
+/// in turn (the store benchmark's streams after a few seconds), was then reloaded whole at
+/// every turn, where keeping a part keeps that part's hits. Keeps dirty streams whatever
+/// their size (there are none between two groups, when the writer evicts).
+pub(crate) fn evict(streams: &mut HashMap<StreamId, StreamState>, keep_bytes: usize) -> usize {
+    let mut kept = 0;
+    streams.retain(|stream, state| {
+        let bytes = state.bytes(stream);
+        let keep = state.dirty || (state.used && kept + bytes <= keep_bytes);
+        state.used = false;
+        if keep {
+            kept += bytes;
+        }
+        keep
+    });
+    kept
+}
+
 fn entry_id(entry: &[u8]) -> Uuid {
     Uuid::from_bytes(
         entry[8..]
@@ -164,6 +188,37 @@ mod tests {
         for v in 1..=200u64 {
             assert_eq!(state.find(&id(v as u128)), Some((v, 1000 + v)));
         }
+    }
+
+    #[test]
+    fn eviction_drops_unused_streams_first_then_keeps_within_the_bound() {
+        let stream = |n: usize| StreamId::new(format!("s-{n}")).unwrap();
+        let with_entries = |count: u64| {
+            let mut state = StreamState::new(Vec::new());
+            for v in 1..=count {
+                state.push(v, &id(v as u128));
+            }
+            state
+        };
+        let mut streams = HashMap::new();
+        for n in 0..10 {
+            streams.insert(stream(n), with_entries(10));
+        }
+        let one = streams[&stream(0)].bytes(&stream(0));
+        // Everything loaded is used; evicting to four streams' worth keeps four.
+        let kept = evict(&mut streams, 4 * one);
+        assert_eq!((streams.len(), kept), (4, 4 * one));
+        // Nothing was used since: all go but a dirty one.
+        let survivor = streams.keys().next().unwrap().clone();
+        streams.get_mut(&survivor).unwrap().dirty = true;
+        assert_eq!(evict(&mut streams, 100 * one), one);
+        assert_eq!(streams.keys().collect::<Vec<_>>(), vec![&survivor]);
+        // Used again (the writer marks each stream it looks at): kept.
+        let state = streams.get_mut(&survivor).unwrap();
+        state.dirty = false;
+        state.used = true;
+        assert_eq!(evict(&mut streams, one), one);
+        assert_eq!(evict(&mut streams, one), 0, "not used since");
     }
 
     #[test]
