@@ -225,6 +225,13 @@ mod tests {
         OsString::from(s)
     }
 
+    fn blobs(names: &[&str], new_names: bool) -> Plan {
+        Plan::Blobs {
+            files: names.iter().map(|n| name(n)).collect(),
+            new_names,
+        }
+    }
+
     #[test]
     fn the_first_sync_is_of_the_filesystem_then_only_unsettled_blobs_are_synced() {
         let now = SystemTime::now();
@@ -247,35 +254,17 @@ mod tests {
 
         // A new blob, still recent: synced with the directory, and not yet complete.
         let (one, known) = plan(&known, recent, vec![(name("42"), recent)], now);
-        assert_eq!(
-            one,
-            Plan::Blobs {
-                files: vec![name("42")],
-                new_names: true
-            }
-        );
+        assert_eq!(one, blobs(&["42"], true));
         assert!(known.complete.is_empty());
 
         // Still recent at the next flush: synced again (sled may still have been
         // writing it), the directory not.
         let (again, known) = plan(&known, recent, vec![(name("42"), recent)], now);
-        assert_eq!(
-            again,
-            Plan::Blobs {
-                files: vec![name("42")],
-                new_names: false
-            }
-        );
+        assert_eq!(again, blobs(&["42"], false));
 
         // Settled: synced once more, then complete; the directory's time is trusted.
         let (last, known) = plan(&known, old, vec![(name("42"), old)], now);
-        assert_eq!(
-            last,
-            Plan::Blobs {
-                files: vec![name("42")],
-                new_names: false
-            }
-        );
+        assert_eq!(last, blobs(&["42"], false));
         assert!(known.complete.contains(&name("42")));
         assert_eq!(known.dir_time, old);
         let (done, known) = plan(&known, old, vec![(name("42"), None)], now);
