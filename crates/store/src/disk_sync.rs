@@ -18,7 +18,7 @@
 //! Until 2026-12-05 every sync that found `blobs/` unsettled was a `syncfs`. A new store's
 //! `blobs/` is unsettled for its first `SETTLED`, so every flush of a fresh store, and of
 //! every benchmark round, synced the whole filesystem (the acknowledged watermark file
-//! included): 64 async appenders of one event gained about 10 % events/s without it.
+//! included): 64 async appenders of one event gained 3–10 % events/s without it.
 //!
 //! Why times must settle: file times come from the kernel's coarse clock (one tick,
 //! 1–10 ms; whole seconds on some filesystems), so a blob created in the tick of the last
