@@ -1,6 +1,7 @@
 //! The vocabulary of the store: streams, versions, positions and events.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -24,8 +25,11 @@ pub const MAX_EVENT_TYPE_BYTES: usize = 200;
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 /// The name of one stream (one ticket): non-empty, at most [`MAX_STREAM_ID_BYTES`] bytes.
+/// Shared, not copied, when cloned: the writer keeps a stream's name in its cache, its
+/// list of changed streams and the index overlay (copying it was 4 % of the samples of
+/// one profile of the ingest).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(String);
+pub struct StreamId(Arc<str>);
 
 impl StreamId {
     /// Validates `id` and wraps it.
@@ -44,7 +48,7 @@ impl StreamId {
                 ),
             });
         }
-        Ok(Self(id))
+        Ok(Self(id.into()))
     }
 
     /// The id as text.
