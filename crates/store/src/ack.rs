@@ -78,6 +78,13 @@ impl Waiter {
         }
     }
 
+    /// Fails the appender unless it was finished already (an acknowledged outcome stays).
+    pub(crate) fn fail_unless_finished(&self, error: StoreError) {
+        if !self.ready.load(AtomicOrdering::Acquire) {
+            self.finish(Some(Err(error)));
+        }
+    }
+
     /// Blocks the appender until it is finished.
     pub(crate) fn wait(&self) -> Outcome {
         // `park` may return spuriously; the flag is the truth.

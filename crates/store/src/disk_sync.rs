@@ -13,7 +13,8 @@
 //! file is all. Otherwise the directory is listed, each blob file not known to be complete
 //! is synced, then the directory (when it gained a name) and the data file. The first sync
 //! after open syncs the whole filesystem (`syncfs`, Linux) instead, the directory itself
-//! included, and so does any sync that finds more than `MAX_FILE_SYNCS` blobs to sync.
+//! included, and so does any sync that finds more than `MAX_FILE_SYNCS` blobs to sync
+//! (elsewhere than Linux: every blob and the directory, one by one).
 //!
 //! Until 2026-12-05 every sync that found `blobs/` unsettled was a `syncfs`. A new store's
 //! `blobs/` is unsettled for its first `SETTLED`, so every flush of a fresh store, and of
@@ -54,8 +55,8 @@ pub(crate) struct DiskSync {
 /// What the last listing of `blobs/` established.
 #[derive(Debug, Default, PartialEq)]
 struct Known {
-    /// The directory's time when listed, if it was settled then: while it reads the same,
-    /// nothing was created in it since.
+    /// The directory's time when listed, if it was settled then and every blob in it
+    /// complete: while it reads the same, nothing was created in it since.
     dir_time: Option<SystemTime>,
     /// Every name listed.
     listed: HashSet<OsString>,
@@ -114,8 +115,11 @@ fn plan(
     } else {
         Plan::Blobs { files, new_names }
     };
+    // The directory's time is trusted only with every blob in it complete: the shortcut
+    // it allows lists nothing, and a blob still settling must be synced again.
+    let all_complete = complete.len() == listed.len();
     let next = Known {
-        dir_time: settled(dir_time),
+        dir_time: settled(dir_time).filter(|_| all_complete),
         listed,
         complete,
         opened: true,
@@ -148,23 +152,36 @@ impl DiskSync {
         match plan {
             Plan::DataFile => self.data_file.sync_data()?,
             Plan::Blobs { files, new_names } => {
-                for name in files {
-                    match File::open(self.blobs.join(&name)) {
-                        Ok(file) => file.sync_data()?,
-                        // sled removed it since the listing (it collects old blobs).
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                if new_names {
-                    sync_directory(&self.blobs)?;
-                }
+                self.sync_blobs(&files, new_names)?;
                 self.data_file.sync_data()?;
             }
-            Plan::Filesystem => sync_filesystem(&self.data_file)?,
+            Plan::Filesystem => {
+                if !sync_filesystem(&self.data_file)? {
+                    // No filesystem sync here: every blob and the directory, one by one.
+                    let all: Vec<OsString> = next.listed.iter().cloned().collect();
+                    self.sync_blobs(&all, true)?;
+                    self.data_file.sync_data()?;
+                }
+            }
         }
         // Only once written: a failed sync leaves everything to be synced again.
         *known = next;
+        Ok(())
+    }
+
+    /// Syncs these blob files, then the directory if `new_names`.
+    fn sync_blobs(&self, files: &[OsString], new_names: bool) -> io::Result<()> {
+        for name in files {
+            match File::open(self.blobs.join(name)) {
+                Ok(file) => file.sync_data()?,
+                // sled removed it since the listing (it collects old blobs).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if new_names {
+            sync_directory(&self.blobs)?;
+        }
         Ok(())
     }
 
@@ -191,19 +208,20 @@ impl DiskSync {
     }
 }
 
+/// Syncs the whole filesystem holding `file`; `false` where that cannot be done.
 #[cfg(target_os = "linux")]
-fn sync_filesystem(file: &File) -> io::Result<()> {
+fn sync_filesystem(file: &File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: syncfs only reads the descriptor, which `file` keeps open.
     if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sync_filesystem(file: &File) -> io::Result<()> {
-    file.sync_data()
+fn sync_filesystem(_file: &File) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Makes a directory's entries durable.
@@ -258,9 +276,11 @@ mod tests {
         assert!(known.complete.is_empty());
 
         // Still recent at the next flush: synced again (sled may still have been
-        // writing it), the directory not.
-        let (again, known) = plan(&known, recent, vec![(name("42"), recent)], now);
+        // writing it), the directory not. Even once the directory's own time is old,
+        // it is not trusted while a blob in it is still settling.
+        let (again, known) = plan(&known, old, vec![(name("42"), recent)], now);
         assert_eq!(again, blobs(&["42"], false));
+        assert_eq!(known.dir_time, None);
 
         // Settled: synced once more, then complete; the directory's time is trusted.
         let (last, known) = plan(&known, old, vec![(name("42"), old)], now);

@@ -99,13 +99,12 @@ impl Drop for Request {
     /// A request dropped by a panicking writer (the one it was handling, and the rest of
     /// its batch) fails its appender, who would otherwise wait for ever: the writer's
     /// `StopOnExit` only reaches the requests still queued and the flusher only those
-    /// already answered. Finishing one that was answered already is harmless: its
-    /// appender has taken the outcome, or gets an error as the flusher's failure does.
+    /// already answered. One the flusher has already acknowledged keeps its outcome.
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.waiter.finish(Some(Err(StoreError::Poisoned {
+            self.waiter.fail_unless_finished(StoreError::Poisoned {
                 reason: "the writer thread panicked".to_string(),
-            })));
+            });
         }
     }
 }
@@ -972,6 +971,33 @@ mod tests {
         assert!(matches!(
             poll_once(waiter),
             Some(Err(StoreError::Poisoned { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_request_acknowledged_before_the_panic_keeps_its_outcome() {
+        let waiter = Waiter::for_task();
+        let durable = AppendResult {
+            events: Vec::new(),
+            stream_version: 7,
+            deduplicated: false,
+        };
+        waiter.finish(Some(Ok(durable)));
+        let request = Request {
+            work: Work::Import(Vec::new()),
+            waiter: Arc::clone(&waiter),
+        };
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = request;
+            panic!("a bug in the writer");
+        }));
+        assert!(unwound.is_err());
+        assert!(matches!(
+            poll_once(waiter),
+            Some(Ok(AppendResult {
+                stream_version: 7,
+                ..
+            }))
         ));
     }
 
