@@ -8,7 +8,8 @@
 //! stream held a `HashMap` of its ids next to a copy of its open chunk: about 100 bytes
 //! per id, so the cache (cleared whole when full) held 50,000 ids, and the store
 //! benchmark's 6,400 streams outgrew it within a second and were reloaded from the index
-//! again and again. Kept as entries, an id costs 24 bytes.
+//! again and again. Kept as entries, an id costs 24 bytes. A cache past its bound is cut
+//! to half of it, the streams used since the last cut kept first ([`evict`]).
 
 use std::collections::HashMap;
 
