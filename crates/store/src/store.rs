@@ -39,11 +39,11 @@ pub struct StoreConfig {
     /// After sled's `flush()`, also sync sled's files to the disk before acknowledging
     /// (default true): `fdatasync` of sled's data file, and of the blob files sled may
     /// have written since the last flush (`crate::disk_sync`; the first flush after open
-    /// syncs the whole filesystem holding the store, `syncfs` on Linux). On Linux sled 0.34.7 flushes with
-    /// `sync_file_range`, which survives a process crash but neither commits file-size
-    /// metadata nor empties the drive's write cache, and it never syncs the blob files
-    /// it writes for large nodes; so without this an acknowledged append can be lost on
-    /// power loss. Turn it off only where that trade is acceptable (tests, benchmarks of
+    /// syncs the whole filesystem holding the store, `syncfs` on Linux). On Linux sled
+    /// 0.34.7 flushes with `sync_file_range`, which survives a process crash but neither
+    /// commits file-size metadata nor empties the drive's write cache, and it never syncs
+    /// the blob files it writes for large nodes; so without this an acknowledged append
+    /// can be lost on power loss. Turn it off only where that trade is acceptable (tests, benchmarks of
     /// sled).
     pub fsync_after_flush: bool,
     /// Whether the writer moves the stream index entries it holds in memory into sled

@@ -956,18 +956,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_request_dropped_by_a_panic_fails_its_appender() {
-        let waiter = Waiter::for_task();
+    /// Drops a request for `waiter` while its thread panics, as an unwinding writer does.
+    fn drop_in_a_panic(waiter: &Arc<Waiter>) {
         let request = Request {
             work: Work::Import(Vec::new()),
-            waiter: Arc::clone(&waiter),
+            waiter: Arc::clone(waiter),
         };
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _held = request;
             panic!("a bug in the writer");
         }));
         assert!(unwound.is_err());
+    }
+
+    #[test]
+    fn a_request_dropped_by_a_panic_fails_its_appender() {
+        let waiter = Waiter::for_task();
+        drop_in_a_panic(&waiter);
         assert!(matches!(
             poll_once(waiter),
             Some(Err(StoreError::Poisoned { .. }))
@@ -983,15 +988,7 @@ mod tests {
             deduplicated: false,
         };
         waiter.finish(Some(Ok(durable)));
-        let request = Request {
-            work: Work::Import(Vec::new()),
-            waiter: Arc::clone(&waiter),
-        };
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _held = request;
-            panic!("a bug in the writer");
-        }));
-        assert!(unwound.is_err());
+        drop_in_a_panic(&waiter);
         assert!(matches!(
             poll_once(waiter),
             Some(Ok(AppendResult {
