@@ -270,6 +270,39 @@ pub(crate) fn chunk(
         .map_err(StoreError::storage("read the stream index"))
 }
 
+/// Calls `each` with `stream`'s chunks from number `first` on, ascending (the overlay's
+/// newest bytes first, then sled). Most streams fit in one chunk and a new ticket's has
+/// none: with nothing in the overlay, one point read answers unless the chunk is full,
+/// and costs far less than a range scan (BENCHMARKS.md).
+fn each_chunk(
+    inner: &Inner,
+    stream: &StreamId,
+    first: u64,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut from = first;
+    let overlay = inner.overlay.stream(stream);
+    if overlay.is_empty() {
+        let Some(value) = inner
+            .db
+            .get(keys::chunk_key(stream, first))
+            .map_err(StoreError::storage("read the stream index"))?
+        else {
+            return Ok(());
+        };
+        each(first, &value)?;
+        if value.len() < keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN {
+            return Ok(());
+        }
+        from += 1;
+    }
+    for item in chunks_with(inner, stream, overlay, from, u64::MAX, false) {
+        let (number, value) = item?;
+        each(number, &value)?;
+    }
+    Ok(())
+}
+
 /// Every entry of `stream`'s index from the chunk holding `from_version` on, oldest first
 /// (written but unacknowledged ones included).
 pub(crate) fn stream_entries(
@@ -277,35 +310,17 @@ pub(crate) fn stream_entries(
     stream: &StreamId,
     from_version: Version,
 ) -> Result<Vec<StreamEntry>, StoreError> {
-    let (mut chunk, _) = keys::chunk_of(from_version.max(1));
-    let from = |number: u64, value: &[u8]| -> Result<Vec<StreamEntry>, StoreError> {
-        let mut entries = chunk_entries(stream, number, value)?;
-        entries.retain(|e| e.version >= from_version);
-        Ok(entries)
-    };
     let mut out = Vec::new();
-    let overlay = inner.overlay.stream(stream);
-    if overlay.is_empty() {
-        // Most streams fit in one chunk and a new ticket's has none: one point read
-        // answers unless the chunk is full, and costs far less than a range scan
-        // (BENCHMARKS.md).
-        match inner
-            .db
-            .get(keys::chunk_key(stream, chunk))
-            .map_err(StoreError::storage("read the stream index"))?
-        {
-            None => return Ok(out),
-            Some(value) if value.len() < keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN => {
-                return from(chunk, &value)
-            }
-            Some(full) => out = from(chunk, &full)?,
-        }
-        chunk += 1;
-    }
-    for item in chunks_with(inner, stream, overlay, chunk, u64::MAX, false) {
-        let (number, value) = item?;
-        out.extend(from(number, &value)?);
-    }
+    each_chunk(
+        inner,
+        stream,
+        keys::chunk_of(from_version.max(1)).0,
+        |number, value| {
+            let entries = chunk_entries(stream, number, value)?;
+            out.extend(entries.into_iter().filter(|e| e.version >= from_version));
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -315,31 +330,10 @@ pub(crate) fn stream_entries(
 /// ([`crate::stream_cache`]). A chunk out of turn, or one short of full before the last,
 /// is a corrupt index.
 pub(crate) fn stream_index(inner: &Inner, stream: &StreamId) -> Result<Vec<u8>, StoreError> {
-    let full = keys::CHUNK_ENTRIES as usize * keys::ENTRY_LEN;
     let mut out = Vec::new();
-    let overlay = inner.overlay.stream(stream);
-    let mut from = 0;
-    if overlay.is_empty() {
-        // One point read, as in `stream_entries`: most streams fit in one chunk.
-        match inner
-            .db
-            .get(keys::chunk_key(stream, 0))
-            .map_err(StoreError::storage("read the stream index"))?
-        {
-            None => return Ok(out),
-            Some(value) => {
-                extend_index(&mut out, stream, 0, &value)?;
-                if value.len() < full {
-                    return Ok(out);
-                }
-            }
-        }
-        from = 1;
-    }
-    for item in chunks_with(inner, stream, overlay, from, u64::MAX, false) {
-        let (number, value) = item?;
-        extend_index(&mut out, stream, number, &value)?;
-    }
+    each_chunk(inner, stream, 0, |number, value| {
+        extend_index(&mut out, stream, number, value)
+    })?;
     Ok(out)
 }
 
